@@ -1,0 +1,75 @@
+"""Gradient-step backends, one small file per framework, looked up by name.
+
+The contract (see :mod:`dreamvid.backends.base`): ``load(name).make_step(model, layers, channels, ...)``
+returns a callable ``step(tiles, weights) -> (grads, losses)`` over numpy float32 arrays.
+Only this package and :mod:`dreamvid.model` import keras or a framework, and they do it lazily.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import sys
+
+from ..errors import ConfigError, suggest
+
+BACKENDS = ("tensorflow", "jax", "torch")
+_ALIASES = {"tf": "tensorflow", "pytorch": "torch"}
+
+
+def resolve_name(name: str | None = None) -> str:
+    """The backend to use: ``name``, else ``$DREAMVID_BACKEND``, else ``$KERAS_BACKEND``, else tensorflow."""
+    raw = name or os.environ.get("DREAMVID_BACKEND") or os.environ.get("KERAS_BACKEND") or "tensorflow"
+    canon = _ALIASES.get(raw.lower(), raw.lower())
+    if canon not in BACKENDS:
+        raise ConfigError(f"unknown backend '{raw}'{suggest(canon, BACKENDS)}; choose tensorflow, jax or torch")
+    return canon
+
+
+def activate(name: str | None = None) -> str:
+    """Set ``KERAS_BACKEND`` for ``name`` before keras is imported; return the canonical name.
+
+    Keras fixes its backend at import, so asking for another one after that is an error, not a silent switch.
+    """
+    canon = resolve_name(name)
+    if "keras" in sys.modules:
+        import keras
+
+        current = keras.backend.backend()
+        if current != canon:
+            raise ConfigError(
+                f"keras is already running on '{current}' in this process, so backend '{canon}' cannot be used; "
+                f"start a new process with DREAMVID_BACKEND={canon}"
+            )
+        return canon
+    os.environ["KERAS_BACKEND"] = canon
+    return canon
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """Hide the C++ start-up chatter TensorFlow writes straight to fd 2 at import (not silenced by env vars)."""
+    if os.environ.get("DREAMVID_DEBUG"):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def load(name: str | None = None):
+    """Import and return the backend module for ``name`` (after :func:`activate`)."""
+    canon = activate(name)
+    try:
+        with _quiet_native_stderr():
+            return importlib.import_module(f"{__name__}.{canon}_backend")
+    except ImportError as e:
+        extra = {"tensorflow": "tensorflow", "jax": "dreamvid[jax]", "torch": "dreamvid[torch]"}[canon]
+        raise ConfigError(f"backend '{canon}' is not installed ({e.name} missing): pip install \"{extra}\"") from None

@@ -1,0 +1,281 @@
+"""The ``dreamvid`` command line: parse → resolve config → call the library. No logic lives here."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before anything imports TensorFlow
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+
+import typer  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from . import __version__  # noqa: E402
+from .errors import DreamvidError  # noqa: E402
+
+app = typer.Typer(
+    help="dreamvid: DeepDream music videos. Dream photos, or render footage + a song into a video.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+
+def friendly(fn):
+    """Turn dreamvid's errors into one line and a non-zero exit; Ctrl-C into a hint to resume."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except DreamvidError as e:
+            err.print(f"[bold red]error:[/] {e}", markup=True, soft_wrap=True)
+            raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt:
+            err.print("interrupted. `dreamvid render` picks up where it stopped when run again with --resume.")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+# ---- shared options ------------------------------------------------------------------------------------------
+Preset = Annotated[Optional[str], typer.Option("--preset", "-p", help="Preset name (see `dreamvid presets`) or a .toml path. Default: lysergic.")]
+ConfigFile = Annotated[Optional[Path], typer.Option("--config", "-c", help="A TOML file with [dream]/[video]/[audio] keys; overrides the preset.")]
+Layers = Annotated[Optional[str], typer.Option("--layers", "-l", help="Objective, e.g. 'mixed3:1,mixed5:1.5' or 'mixed4[10-20]:1' for channels.")]
+Octaves = Annotated[Optional[int], typer.Option("--octaves", help="Number of octaves (scales).")]
+OctaveScale = Annotated[Optional[float], typer.Option("--octave-scale", help="Size ratio between octaves.")]
+Steps = Annotated[Optional[int], typer.Option("--steps", help="Gradient steps per octave.")]
+StepSize = Annotated[Optional[float], typer.Option("--step-size", help="Step size (image range is [-1, 1]).")]
+Jitter = Annotated[Optional[int], typer.Option("--jitter", help="Max random roll in pixels per step.")]
+TileSize = Annotated[Optional[int], typer.Option("--tile-size", help="Tile size in pixels for big images.")]
+Seed = Annotated[Optional[int], typer.Option("--seed", help="Random seed; the same seed and input give the same output.")]
+Weights = Annotated[Optional[str], typer.Option("--weights", "-w", help="Weights: a file, 'imagenet' (default, downloaded once) or 'random'. Env: DREAMVID_WEIGHTS.")]
+Backend = Annotated[Optional[str], typer.Option("--backend", help="tensorflow (default), jax or torch. Env: DREAMVID_BACKEND.")]
+Precision = Annotated[str, typer.Option("--precision", help="fp32 or bf16 (faster on recent CPUs and GPUs).")]
+MaxSide = Annotated[Optional[int], typer.Option("--max-side", help="Scale down so the longest side is at most N pixels.")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+
+
+def _config(preset, config_file, **flags):
+    from . import presets
+    from .config import load_toml, resolve
+
+    name = preset or presets.DEFAULT
+    layers = [presets.load(name)]
+    if config_file is not None:
+        layers.append(load_toml(config_file))
+    dream = {k: v for k, v in flags.items() if v is not None}
+    layers.append({"dream": dream} if dream else None)
+    return resolve(*layers, preset=name)
+
+
+def _dreamer(weights, backend, precision, seed):
+    from .dream import Dreamer
+
+    return Dreamer(weights=weights, backend=backend, precision=precision, seed=seed or 0)
+
+
+def _progress(quiet: bool) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+        console=err, disable=quiet, transient=False,
+    )
+
+
+def _check_positive(name: str, value, minimum=1):
+    from .errors import ConfigError
+
+    if value is not None and value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+
+
+@app.command()
+@friendly
+def dream(
+    images: Annotated[list[Path], typer.Argument(help="One or more images.", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output image, or a folder for several inputs.")],
+    preset: Preset = None, config: ConfigFile = None, layers: Layers = None, octaves: Octaves = None,
+    octave_scale: OctaveScale = None, steps: Steps = None, step_size: StepSize = None, jitter: Jitter = None,
+    tile_size: TileSize = None, seed: Seed = None, weights: Weights = None, backend: Backend = None,
+    precision: Precision = "fp32", max_side: MaxSide = None, overwrite: Overwrite = False, quiet: Quiet = False,
+):
+    """Dream still images (photos, thumbnails)."""
+    from .stills import dream_files, plan
+
+    _check_positive("--max-side", max_side, 16)
+    cfg = _config(preset, config, layers=layers, octaves=octaves, octave_scale=octave_scale, steps=steps,
+                  step_size=step_size, jitter=jitter, tile_size=tile_size, seed=seed)
+    jobs = plan(images, output, overwrite=overwrite)
+    dreamer = _dreamer(weights, backend, precision, cfg.dream.seed)
+    err.print(f"weights: {dreamer.weights.describe()}")
+    with _progress(quiet) as bar:
+        task = bar.add_task("dreaming", total=None, rate="")
+
+        def on_image(i, job, shape):
+            from .dream.octaves import octave_shapes
+
+            n = len(octave_shapes(*shape, octaves=cfg.dream.octaves, scale=cfg.dream.octave_scale)) * cfg.dream.steps
+            bar.update(task, description=f"[{i + 1}/{len(jobs)}] {job.src.name}", total=n, completed=0)
+
+        written = dream_files(jobs, cfg, dreamer, max_side=max_side, overwrite=overwrite, on_image=on_image,
+                              on_step=lambda info: bar.advance(task))
+    for p in written:
+        out.print(str(p))
+
+
+@app.command()
+@friendly
+def render(
+    clip: Annotated[Path, typer.Argument(help="The footage (any format OpenCV/ffmpeg reads).", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output .mp4.")],
+    song: Annotated[Optional[Path], typer.Option("--song", "-s", help="Music to drive the dream and to mux in (wav, flac, ogg, mp3, m4a).")] = None,
+    loop_song: Annotated[bool, typer.Option("--loop-song", help="If the song is shorter than the video, loop it (default: silence after it ends).")] = False,
+    react: Annotated[float, typer.Option("--react", help="How strongly the dream follows the music: 0 off, 1 the preset's amount, 2 double.")] = 1.0,
+    start: Annotated[float, typer.Option("--start", help="Start time in seconds.")] = 0.0,
+    duration: Annotated[Optional[float], typer.Option("--duration", help="Seconds to render (default: to the end).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted render of the same output.")] = False,
+    keep_work: Annotated[bool, typer.Option("--keep-work", help="Keep the work folder (checkpointed frames) after success.")] = False,
+    crf: Annotated[int, typer.Option("--crf", help="H.264 quality, 0 (lossless) to 51; 18 is visually lossless.")] = 18,
+    preset: Preset = None, config: ConfigFile = None, layers: Layers = None, octaves: Octaves = None,
+    octave_scale: OctaveScale = None, steps: Steps = None, step_size: StepSize = None, jitter: Jitter = None,
+    tile_size: TileSize = None, seed: Seed = None, weights: Weights = None, backend: Backend = None,
+    precision: Precision = "fp32", max_side: MaxSide = None, overwrite: Overwrite = False, quiet: Quiet = False,
+):
+    """Render a dreamed music video: flow-coherent frames, the song muxed in, resumable, with a JSON report."""
+    from .errors import ConfigError
+    from .pipeline import RenderOptions, render as run_render
+
+    _check_positive("--max-side", max_side, 16)
+    if not 0.0 <= react <= 10.0:
+        raise ConfigError(f"--react must be from 0 to 10, got {react}")
+    if not 0 <= crf <= 51:
+        raise ConfigError(f"--crf must be from 0 to 51, got {crf}")
+    if start < 0:
+        raise ConfigError(f"--start must be >= 0, got {start}")
+    cfg = _config(preset, config, layers=layers, octaves=octaves, octave_scale=octave_scale, steps=steps,
+                  step_size=step_size, jitter=jitter, tile_size=tile_size, seed=seed)
+    opts = RenderOptions(input=clip, output=output, song=song, loop_song=loop_song, start=start, duration=duration,
+                         max_side=max_side, react=react, overwrite=overwrite, resume=resume, crf=crf,
+                         keep_work=keep_work)
+    dreamer = _dreamer(weights, backend, precision, cfg.dream.seed)
+    err.print(f"weights: {dreamer.weights.describe()}")
+    with _progress(quiet) as bar:
+        task = bar.add_task("rendering", total=None, rate="")
+        t0 = [None, 0]
+
+        def on_start(done, total):
+            bar.update(task, total=total, completed=done, description="rendering" + (" (resumed)" if done else ""))
+
+        def on_frame(ev):
+            import time
+
+            if ev.resumed:
+                return
+            if t0[0] is None:
+                t0[0] = time.perf_counter() - ev.seconds
+            t0[1] += 1
+            fps = t0[1] / max(1e-9, time.perf_counter() - t0[0])
+            bar.update(task, completed=ev.index + 1, rate=f"{fps:.2f} frames/s")
+
+        report = run_render(opts, cfg, dreamer, on_start=on_start, on_frame=on_frame,
+                            on_warning=lambda m: err.print(f"warning: {m}"))
+    out.print(f"{report['output']}  ({report['frames']} frames, temporal_stability {report['temporal_stability']}, "
+              f"dream_strength {report['dream_strength']}, audio_sync {report['audio_sync']})")
+
+
+@app.command()
+@friendly
+def analyze(
+    song: Annotated[Path, typer.Argument(help="The song to analyse.", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output .png plot.")],
+    fps: Annotated[float, typer.Option("--fps", help="Video frame rate the features are aligned to.")] = 25.0,
+    overwrite: Overwrite = False,
+):
+    """Plot what will drive the video: energy and onset envelopes, bands and beats on a time axis."""
+    from .audio import analyze as run_analyze
+    from .errors import ConfigError
+    from .fsutil import check_output
+    from .plot import plot_analysis
+
+    if not 1.0 <= fps <= 240.0:
+        raise ConfigError(f"--fps must be from 1 to 240, got {fps}")
+    check_output(output, overwrite=overwrite)
+    feats = run_analyze(song, fps=fps)
+    plot_analysis(feats, output, title=song.name, overwrite=overwrite)
+    out.print(f"{output}  ({feats.duration:.1f} s, tempo {feats.tempo:.0f} BPM, {len(feats.beat_frames)} beats)")
+
+
+@app.command()
+@friendly
+def presets(name: Annotated[Optional[str], typer.Argument(help="Show this preset's settings.")] = None):
+    """List the presets, or show one."""
+    from . import presets as p
+
+    if name is None:
+        table = Table("preset", "description", "file", box=None)
+        for n, path in p.available().items():
+            table.add_row(n, p.describe(n), str(path))
+        out.print(table)
+    else:
+        out.print(p.find(name).read_text().rstrip(), markup=False)
+
+
+@app.command()
+@friendly
+def layers(size: Annotated[int, typer.Option("--size", help="Input side in pixels for the shapes shown.")] = 512):
+    """List the dreamable layers and their output shapes."""
+    from .model import layer_table
+
+    if size < 75:
+        from .errors import ConfigError
+
+        raise ConfigError(f"--size must be at least 75 (InceptionV3's smallest input), got {size}")
+    table = Table("layer", f"output shape for a {size}x{size} input", "character", box=None)
+    notes = {"mixed0": "edges, fine texture", "mixed2": "swirls", "mixed3": "swirls, strokes", "mixed4": "patterns, eyes",
+             "mixed5": "eyes, animal parts", "mixed6": "objects", "mixed8": "objects, deep", "mixed10": "deepest"}
+    for n, shape in layer_table(size=(size, size)):
+        table.add_row(n, str(shape), notes.get(n, ""))
+    out.print(table)
+
+
+@app.command()
+@friendly
+def weights(
+    weights: Weights = None,
+    import_file: Annotated[Optional[Path], typer.Option("--import", help="Check a weights file and copy it into the dreamvid cache as the default.")] = None,
+    overwrite: Overwrite = False,
+):
+    """Show which weights would be used and from where, or import a weights file into the cache."""
+    from . import model
+
+    if import_file is not None:
+        dest = model.import_weights(import_file, overwrite=overwrite)
+        out.print(f"imported {import_file} → {dest}; it is now the default (unless --weights or ${model.ENV_VAR} says otherwise)")
+        return
+    src = model.resolve_weights(weights)
+    out.print(src.describe())
+
+
+@app.command()
+def version():
+    """Print the version."""
+    out.print(__version__)
+
+
+def main() -> None:  # console-script entry point
+    app()
+
+
+if __name__ == "__main__":
+    main()

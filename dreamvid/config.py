@@ -1,0 +1,292 @@
+"""Frozen configuration dataclasses, TOML loading, and the preset < --config < flags merge.
+
+A *config dict* is the nested plain-dict form of a TOML file::
+
+    [dream]   layers, octaves, octave_scale, steps, step_size, jitter, tile_size, tile_overlap, seed
+    [video]   flow, warp, blend, consistency, scene_cut
+    [audio]   see ``dreamvid.schedule`` and docs/presets.md
+
+``resolve()`` merges dicts (later wins), checks every key and value, and returns a frozen :class:`Config`.
+Nothing here mutates its inputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, suggest
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+LAYER_NAMES = tuple(f"mixed{i}" for i in range(11))
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One term of the objective: ``weight * mean(activation[..., channels])``."""
+
+    name: str
+    weight: float = 1.0
+    channels: tuple[int, ...] = ()  # empty: all channels
+
+    def __str__(self) -> str:
+        ch = f"[{','.join(map(str, self.channels))}]" if self.channels else ""
+        return f"{self.name}{ch}:{self.weight:g}"
+
+
+@dataclass(frozen=True)
+class DreamParams:
+    """Everything one call of the dreamer needs. Video modulates these per frame with ``replace``."""
+
+    layers: tuple[LayerSpec, ...] = (LayerSpec("mixed3", 1.0), LayerSpec("mixed5", 1.5))
+    octaves: int = 4
+    octave_scale: float = 1.4
+    steps: int = 10
+    step_size: float = 0.015
+    jitter: int = 32
+    tile_size: int = 512
+    tile_overlap: int = 64
+    seed: int = 0
+
+    @property
+    def layer_names(self) -> tuple[str, ...]:
+        return tuple(spec.name for spec in self.layers)
+
+    @property
+    def layer_weights(self) -> tuple[float, ...]:
+        return tuple(spec.weight for spec in self.layers)
+
+    def replace(self, **changes: Any) -> DreamParams:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class VideoParams:
+    """Temporal coherence settings for ``dreamvid render``."""
+
+    flow: str = "dis"  # dis | farneback | none
+    warp: str = "delta"  # delta (DeepDreamAnim) | frame
+    blend: float = 0.6  # how much of the warped previous dream carries over, 0..1
+    consistency: float = 1.0  # forward-backward check tolerance in px (Ruder et al. use 0.01*|w|^2 + 0.5)
+    scene_cut: float = 0.35  # mean abs difference of grey thumbnails (0..1) above which feedback resets
+
+
+@dataclass(frozen=True)
+class Config:
+    """The resolved, validated configuration of one run."""
+
+    dream: DreamParams = field(default_factory=DreamParams)
+    video: VideoParams = field(default_factory=VideoParams)
+    audio: Mapping[str, Any] = field(default_factory=dict)  # validated by dreamvid.schedule
+    preset: str | None = None
+    description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-dict form, fit for TOML/JSON, that ``resolve`` turns back into the same Config."""
+        d = dataclasses.asdict(self.dream)
+        d["layers"] = format_layers(self.dream.layers)
+        return {
+            "preset": self.preset,
+            "description": self.description,
+            "dream": d,
+            "video": dataclasses.asdict(self.video),
+            "audio": _plain(self.audio),
+        }
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# layers
+
+_LAYER_RE = re.compile(r"^\s*(?P<name>[A-Za-z0-9_]+)\s*(?:\[(?P<ch>[0-9,\-\s]*)\])?\s*(?::\s*(?P<w>[-+0-9.eE]+))?\s*$")
+
+
+def _parse_channels(text: str, where: str) -> tuple[int, ...]:
+    out: list[int] = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        if "-" in part:
+            a, b = part.split("-", 1)
+            if not (a.strip().isdigit() and b.strip().isdigit()) or int(a) > int(b):
+                raise ConfigError(f"bad channel range '{part}' in {where}: write it as 12-40")
+            out.extend(range(int(a), int(b) + 1))
+        elif part.isdigit():
+            out.append(int(part))
+        else:
+            raise ConfigError(f"bad channel '{part}' in {where}: channels are integers, e.g. mixed4[12,40-45]:1")
+    return tuple(out)
+
+
+def parse_layers(value: Any) -> tuple[LayerSpec, ...]:
+    """Parse ``"mixed3:1,mixed5[10-20]:1.5"``, a list of such strings, or a ``{name: weight}`` table."""
+    if isinstance(value, LayerSpec):
+        return (value,)
+    if isinstance(value, Mapping):
+        items = [f"{k}:{v}" for k, v in value.items()]
+    elif isinstance(value, str):
+        items = re.split(r",(?![^\[]*\])", value)  # commas outside brackets
+    elif isinstance(value, (list, tuple)):
+        items = [str(v) if not isinstance(v, LayerSpec) else str(v) for v in value]
+    else:
+        raise ConfigError(f"layers must be a string like 'mixed3:1,mixed5:1.5', got {value!r}")
+    specs: list[LayerSpec] = []
+    for item in items:
+        if not item.strip():
+            continue
+        m = _LAYER_RE.match(item)
+        if not m:
+            raise ConfigError(f"cannot read layer '{item.strip()}': write layers as 'mixed3:1,mixed5[10-20]:1.5'")
+        name = m["name"]
+        if name not in LAYER_NAMES:
+            raise ConfigError(
+                f"unknown layer '{name}'{suggest(name, LAYER_NAMES)}; choose from mixed0..mixed10 (see `dreamvid layers`)"
+            )
+        try:
+            weight = float(m["w"]) if m["w"] is not None else 1.0
+        except ValueError:
+            raise ConfigError(f"bad weight '{m['w']}' for layer {name}: use a number, e.g. {name}:1.5") from None
+        channels = _parse_channels(m["ch"], f"layer {name}") if m["ch"] is not None else ()
+        if any(s.name == name for s in specs):
+            raise ConfigError(f"layer '{name}' is given twice; give each layer once")
+        specs.append(LayerSpec(name, weight, channels))
+    if not specs:
+        raise ConfigError("no layers given: name at least one, e.g. --layers mixed3:1")
+    if all(s.weight == 0 for s in specs):
+        raise ConfigError("all layer weights are 0: give at least one layer a non-zero weight")
+    return tuple(specs)
+
+
+def format_layers(specs: tuple[LayerSpec, ...]) -> str:
+    return ",".join(str(s) for s in specs)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# loading, merging, validating
+
+SECTIONS = ("dream", "video", "audio")
+TOP_KEYS = ("description", *SECTIONS)
+
+# key -> (type, check, what the check means)
+_RULES: dict[str, dict[str, tuple[type, Any, str]]] = {
+    "dream": {
+        "layers": (object, None, ""),
+        "octaves": (int, lambda v: 1 <= v <= 12, "an integer from 1 to 12"),
+        "octave_scale": (float, lambda v: 1.05 <= v <= 3.0, "a number from 1.05 to 3.0"),
+        "steps": (int, lambda v: 1 <= v <= 1000, "an integer from 1 to 1000"),
+        "step_size": (float, lambda v: 0.0 < v <= 1.0, "a number above 0 and at most 1"),
+        "jitter": (int, lambda v: 0 <= v <= 512, "an integer from 0 to 512 (pixels)"),
+        "tile_size": (int, lambda v: 96 <= v <= 4096, "an integer from 96 to 4096 (pixels)"),
+        "tile_overlap": (int, lambda v: 0 <= v <= 512, "an integer from 0 to 512 (pixels)"),
+        "seed": (int, lambda v: v >= 0, "an integer >= 0"),
+    },
+    "video": {
+        "flow": (str, lambda v: v in ("dis", "farneback", "none"), "one of dis, farneback, none"),
+        "warp": (str, lambda v: v in ("delta", "frame"), "one of delta, frame"),
+        "blend": (float, lambda v: 0.0 <= v <= 1.0, "a number from 0 to 1"),
+        "consistency": (float, lambda v: 0.0 < v <= 50.0, "a number above 0 and at most 50"),
+        "scene_cut": (float, lambda v: 0.0 < v <= 1.0, "a number above 0 and at most 1"),
+    },
+}
+
+
+def load_toml(path: str | Path, *, what: str = "config file") -> dict[str, Any]:
+    """Read a TOML file into a dict, with one clear line for a missing or malformed file."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{what} {path} does not exist")
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{what} {path} is not valid TOML: {e}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read {what} {path}: {e}") from None
+
+
+def merge(*layers: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Deep-merge config dicts; later layers win. Returns a new dict and leaves the inputs untouched."""
+    out: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in (layer or {}).items():
+            if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+                out[key] = merge(out[key], value)
+            elif isinstance(value, Mapping):
+                out[key] = merge(value)
+            else:
+                out[key] = value
+    return out
+
+
+def _coerce(section: str, key: str, value: Any) -> Any:
+    typ, check, meaning = _RULES[section][key]
+    if key == "layers":
+        return parse_layers(value)
+    where = f"{section}.{key}"
+    if typ is int:
+        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
+            raise ConfigError(f"{where} must be {meaning}, got {value!r}")
+        value = int(value)
+    elif typ is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} must be {meaning}, got {value!r}")
+        value = float(value)
+    elif typ is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be {meaning}, got {value!r}")
+        value = value.lower()
+    if check is not None and not check(value):
+        raise ConfigError(f"{where} must be {meaning}, got {value!r}")
+    return value
+
+
+def resolve(*layers: Mapping[str, Any] | None, preset: str | None = None) -> Config:
+    """Merge ``layers`` (preset < config file < flags), validate every key and value, return a frozen Config."""
+    merged = merge(*layers)
+    for key in merged:
+        if key not in TOP_KEYS:
+            raise ConfigError(f"unknown config section '{key}'{suggest(key, TOP_KEYS)}; sections are {', '.join(SECTIONS)}")
+    kwargs: dict[str, dict[str, Any]] = {}
+    for section in ("dream", "video"):
+        table = merged.get(section) or {}
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"[{section}] must be a table of keys")
+        vals = {}
+        for key, value in table.items():
+            if key not in _RULES[section]:
+                raise ConfigError(
+                    f"unknown key '{section}.{key}'{suggest(key, _RULES[section])}; see docs/presets.md for the keys"
+                )
+            vals[key] = _coerce(section, key, value)
+        kwargs[section] = vals
+    dream = DreamParams(**kwargs["dream"])
+    if dream.tile_overlap * 2 >= dream.tile_size:
+        raise ConfigError(f"dream.tile_overlap ({dream.tile_overlap}) must be under half of dream.tile_size ({dream.tile_size})")
+    audio = merged.get("audio") or {}
+    if not isinstance(audio, Mapping):
+        raise ConfigError("[audio] must be a table of keys")
+    if audio:
+        from .schedule import validate_audio_table
+
+        audio = validate_audio_table(audio)
+    return Config(
+        dream=dream,
+        video=VideoParams(**kwargs["video"]),
+        audio=audio,
+        preset=preset,
+        description=str(merged.get("description", "")),
+    )

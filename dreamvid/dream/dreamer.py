@@ -1,0 +1,134 @@
+"""The ascent loop: octaves × (roll → tiled gradient → normalised step → clip), with detail re-injection.
+
+:class:`Dreamer` owns the expensive state (the model and its compiled step functions), built once per process
+and reused for every image or frame. Every parameter comes per call in a :class:`~dreamvid.config.DreamParams`,
+so a video can modulate them frame by frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import backends, model
+from ..config import DreamParams
+from .objective import Objective
+from .octaves import MIN_SIDE, octave_shapes, resize
+from .tiles import roll, tiled_gradient
+
+
+def to_unit(image: np.ndarray) -> np.ndarray:
+    """uint8 RGB (0..255) → float32 in [-1, 1] (InceptionV3's ``preprocess_input``). The one place for it."""
+    return image.astype(np.float32) / 127.5 - 1.0
+
+
+def from_unit(x: np.ndarray) -> np.ndarray:
+    """float32 in [-1, 1] → uint8 RGB."""
+    return np.clip(np.rint((x + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """Passed to the per-step callback."""
+
+    octave: int
+    octaves: int
+    step: int
+    steps: int
+    loss: float
+    shape: tuple[int, int]
+
+
+class Dreamer:
+    """Dreams images with a pretrained InceptionV3.
+
+    Parameters
+    ----------
+    weights : a weights file, ``"imagenet"``, ``"random"`` or None (see :func:`dreamvid.model.resolve_weights`)
+    backend : ``"tensorflow"`` (default), ``"jax"`` or ``"torch"``
+    precision : ``"fp32"`` or ``"bf16"`` (where the backend supports it)
+    tile_batch : how many tiles go through the network at once (memory vs. speed)
+    """
+
+    def __init__(self, *, weights=None, backend: str | None = None, precision: str = "fp32",
+                 jit: str | bool = "auto", tile_batch: int = 4, seed: int = 0):
+        self.backend_name = backends.activate(backend)
+        self._backend = backends.load(self.backend_name)
+        self.weights = model.resolve_weights(weights, seed=seed)
+        self.precision = precision
+        self.jit = jit
+        self.tile_batch = tile_batch
+        self._steps: dict[tuple, Callable] = {}
+
+    # -- compiled state, built once --------------------------------------------------------------------------
+    def step_fn(self, objective: Objective):
+        key = objective.structure
+        if key not in self._steps:
+            feats = model.feature_model(self.weights, objective.names, self.precision)
+            self._steps[key] = self._backend.make_step(
+                feats, channels=objective.channels, precision=self.precision, jit=self.jit
+            )
+        return self._steps[key]
+
+    def warm_up(self, params: DreamParams, shape: tuple[int, int]) -> None:
+        """Compile every octave/tile shape a run of ``params`` at ``shape`` will use, before the first frame."""
+        obj = Objective(params.layers)
+        step = self.step_fn(obj)
+        for s in octave_shapes(*shape, octaves=params.octaves, scale=params.octave_scale):
+            x = np.zeros((*s, 3), np.float32)
+            tiled_gradient(x, step, obj.weights, tile=params.tile_size, overlap=params.tile_overlap,
+                           batch=self.tile_batch)
+
+    # -- the loop ----------------------------------------------------------------------------------------------
+    def gradient(self, x: np.ndarray, params: DreamParams, rng: np.random.Generator,
+                 objective: Objective | None = None) -> tuple[np.ndarray, float]:
+        """One rolled, tiled gradient of the objective at ``x`` (float32 HxWx3 in [-1, 1])."""
+        obj = objective or Objective(params.layers)
+        j = int(params.jitter)
+        shift = (int(rng.integers(-j, j + 1)), int(rng.integers(-j, j + 1))) if j > 0 else (0, 0)
+        g, loss = tiled_gradient(roll(x, shift), self.step_fn(obj), obj.weights, tile=params.tile_size,
+                                 overlap=params.tile_overlap, batch=self.tile_batch)
+        return roll(g, (-shift[0], -shift[1])), loss
+
+    def objective_value(self, image: np.ndarray, params: DreamParams) -> float:
+        """The objective of a uint8 image (or float image in [-1, 1]) at full size, without roll."""
+        x = to_unit(image) if image.dtype == np.uint8 else image.astype(np.float32)
+        obj = Objective(params.layers)
+        _, loss = tiled_gradient(x, self.step_fn(obj), obj.weights, tile=params.tile_size,
+                                 overlap=params.tile_overlap, batch=self.tile_batch)
+        return loss
+
+    def dream_float(self, x: np.ndarray, params: DreamParams, *, rng: np.random.Generator | None = None,
+                    callback: Callable[[StepInfo], None] | None = None) -> np.ndarray:
+        """Dream a float32 HxWx3 image in [-1, 1]; returns the same kind of array."""
+        rng = rng if rng is not None else np.random.default_rng(params.seed)
+        H, W = x.shape[:2]
+        small = min(H, W) < MIN_SIDE
+        if small:  # the network needs >= 75 px: dream an upscaled copy, then scale back
+            f = MIN_SIDE / min(H, W)
+            x = resize(x, (int(np.ceil(H * f)), int(np.ceil(W * f))))
+        obj = Objective(params.layers)
+        shapes = octave_shapes(*x.shape[:2], octaves=params.octaves, scale=params.octave_scale)
+        bases = [resize(x, s) for s in shapes]
+        detail = np.zeros_like(bases[0])
+        for i, base in enumerate(bases):
+            detail = resize(detail, base.shape[:2])
+            img = base + detail
+            for s in range(params.steps):
+                g, loss = self.gradient(img, params, rng, obj)
+                img += (params.step_size / (float(np.std(g)) + 1e-8)) * g
+                np.clip(img, -1.0, 1.0, out=img)
+                if callback is not None:
+                    callback(StepInfo(i, len(bases), s, params.steps, loss, base.shape[:2]))
+            detail = img - base
+        out = base + detail
+        return resize(out, (H, W)) if small else out
+
+    def dream(self, image: np.ndarray, params: DreamParams, *, rng: np.random.Generator | None = None,
+              callback: Callable[[StepInfo], None] | None = None) -> np.ndarray:
+        """Dream a uint8 RGB HxWx3 image; returns uint8 RGB of the same shape. Same seed, same output."""
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"expected uint8 RGB HxWx3, got {image.dtype} {image.shape}")
+        return from_unit(self.dream_float(to_unit(image), params, rng=rng, callback=callback))

@@ -1,0 +1,174 @@
+"""Measures of a render, accumulated frame by frame (pure, streaming, no file I/O).
+
+* :class:`StabilityMeter` — temporal stability: the flow-compensated warping error of the output,
+  relative to the same error of the source footage (1.0 = as stable as the footage).
+* :class:`StrengthMeter` — dream strength: the mean absolute change the dream made, 0–255 scale.
+* :func:`pearson` — correlation, for music-sync measures (e.g. per-frame strength vs. loudness).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .video.flow import consistency_mask, flow_pair, warp
+
+__all__ = ["StabilityMeter", "StrengthMeter", "pearson"]
+
+
+def _absdiff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-pixel mean over channels of |a − b|, float32 (H, W)."""
+    d = np.abs(a.astype(np.float32) - b.astype(np.float32))
+    return d.mean(axis=2) if d.ndim == 3 else d
+
+
+class StabilityMeter:
+    """Temporal stability of a render: warping error of the output over warping error of the source.
+
+    For each consecutive pair, flow is measured on the *source* (``bwd``: cur → prev, ``fwd``:
+    prev → cur) and the occlusion mask of :func:`~dreamvid.video.flow.consistency_mask` selects the
+    pixels where it is reliable. Over those pixels it accumulates ``|out_cur − warp(out_prev, bwd)|``
+    and the same for the source. :attr:`value` is the ratio of the totals: 1.0 means the output
+    flickers no more than the footage itself; dreaming each frame independently scores far above.
+
+    Parameters
+    ----------
+    tol : float
+        Consistency-check tolerance (see ``consistency_mask``).
+    eps : float
+        Added to both mean errors (0–255 scale) so a static source gives a finite ratio.
+
+    Attributes
+    ----------
+    frames : int
+        Number of pairs measured.
+    """
+
+    def __init__(self, *, tol: float = 1.0, eps: float = 0.1) -> None:
+        self.tol = tol
+        self.eps = eps
+        self.frames = 0
+        self._out = 0.0
+        self._src = 0.0
+        self._weight = 0.0
+
+    def update(
+        self,
+        src_prev: np.ndarray,
+        src_cur: np.ndarray,
+        out_prev: np.ndarray,
+        out_cur: np.ndarray,
+        *,
+        method: str = "dis",
+    ) -> None:
+        """Add one pair of consecutive frames; all are uint8 RGB (H, W, 3) of the same size."""
+        bwd, fwd = flow_pair(src_cur, src_prev, method=method)
+        self.update_with_flow(src_prev, src_cur, out_prev, out_cur, bwd=bwd, fwd=fwd)
+
+    def update_with_flow(
+        self,
+        src_prev: np.ndarray,
+        src_cur: np.ndarray,
+        out_prev: np.ndarray,
+        out_cur: np.ndarray,
+        *,
+        bwd: np.ndarray,
+        fwd: np.ndarray | None = None,
+        mask: np.ndarray | None = None,
+    ) -> None:
+        """Like :meth:`update`, with the source flow already computed (e.g. by the render loop).
+
+        Parameters
+        ----------
+        bwd : ndarray, shape (H, W, 2), float32
+            Flow from ``src_cur`` to ``src_prev``.
+        fwd : ndarray, shape (H, W, 2), float32, optional
+            Flow from ``src_prev`` to ``src_cur``; needed unless ``mask`` is given.
+        mask : ndarray, shape (H, W), float32 in [0, 1], optional
+            Reliability weights; computed from ``bwd`` and ``fwd`` if None.
+        """
+        if mask is None:
+            if fwd is None:
+                raise ValueError("update_with_flow needs fwd or mask")
+            mask = consistency_mask(bwd, fwd, tol=self.tol)
+        mask = mask.astype(np.float32, copy=False)
+        self._out += float((mask * _absdiff(out_cur, warp(out_prev, bwd))).sum())
+        self._src += float((mask * _absdiff(src_cur, warp(src_prev, bwd))).sum())
+        self._weight += float(mask.sum())
+        self.frames += 1
+
+    @property
+    def output_error(self) -> float:
+        """Mean warping error of the output over reliable pixels, 0–255 scale (nan before any update)."""
+        return self._out / self._weight if self._weight > 0 else math.nan
+
+    @property
+    def source_error(self) -> float:
+        """Mean warping error of the source over reliable pixels, 0–255 scale (nan before any update)."""
+        return self._src / self._weight if self._weight > 0 else math.nan
+
+    @property
+    def value(self) -> float:
+        """``temporal_stability``: (output error + eps) / (source error + eps); nan before any update."""
+        if self._weight <= 0:
+            return math.nan
+        return (self.output_error + self.eps) / (self.source_error + self.eps)
+
+
+class StrengthMeter:
+    """Running mean of ``|out − src|`` over all pixels and channels, 0–255 scale (``dream_strength``).
+
+    Attributes
+    ----------
+    frames : int
+    last : float
+        The mean of the most recent frame (nan before any update), handy for per-frame curves.
+    """
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.last = math.nan
+        self._sum = 0.0
+        self._n = 0
+
+    def update(self, src: np.ndarray, out: np.ndarray) -> float:
+        """Add one frame pair (uint8 RGB, same shape) and return that frame's mean difference."""
+        if src.shape != out.shape:
+            raise ValueError(f"frames differ in shape: {src.shape} vs {out.shape}")
+        d = np.abs(out.astype(np.int16) - src.astype(np.int16))
+        s = float(d.sum(dtype=np.int64))
+        self._sum += s
+        self._n += d.size
+        self.frames += 1
+        self.last = s / d.size
+        return self.last
+
+    @property
+    def value(self) -> float:
+        """Mean over every frame so far (nan before any update)."""
+        return self._sum / self._n if self._n else math.nan
+
+
+def pearson(a, b) -> float:
+    """Pearson correlation of two equally long sequences, ignoring pairs where either is nan/inf.
+
+    Returns
+    -------
+    float
+        In [-1, 1]; 0.0 when fewer than two valid pairs remain or either sequence is constant.
+    """
+    x = np.asarray(a, dtype=np.float64).ravel()
+    y = np.asarray(b, dtype=np.float64).ravel()
+    if x.shape != y.shape:
+        raise ValueError(f"sequences differ in length: {x.size} vs {y.size}")
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if x.size < 2 or x.min() == x.max() or y.min() == y.max():
+        return 0.0
+    x = x - x.mean()
+    y = y - y.mean()
+    den = math.sqrt(float((x * x).sum()) * float((y * y).sum()))
+    if den == 0.0:
+        return 0.0
+    return float(np.clip((x * y).sum() / den, -1.0, 1.0))

@@ -1,0 +1,39 @@
+"""Everything that touches video: decode (OpenCV), optical flow and warping, encode + mux (ffmpeg, moviepy).
+
+Frames are uint8 RGB arrays of shape (H, W, 3) and are always streamed, one at a time.
+"""
+
+from .decode import VideoInfo, frame_range, has_audio, iter_frames, output_size, probe
+from .encode import FrameWriter, concat, count_frames, mux, stream_durations
+from .flow import (
+    FLOW_METHODS,
+    WARP_MODES,
+    coherent_init,
+    consistency_mask,
+    estimate_flow,
+    flow_pair,
+    scene_cut_score,
+    warp,
+)
+
+__all__ = [
+    "VideoInfo",
+    "probe",
+    "output_size",
+    "frame_range",
+    "iter_frames",
+    "has_audio",
+    "FrameWriter",
+    "concat",
+    "mux",
+    "count_frames",
+    "stream_durations",
+    "FLOW_METHODS",
+    "WARP_MODES",
+    "estimate_flow",
+    "flow_pair",
+    "warp",
+    "consistency_mask",
+    "scene_cut_score",
+    "coherent_init",
+]

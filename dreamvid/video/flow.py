@@ -1,0 +1,304 @@
+"""Optical flow, warping, occlusion masks and the flow-guided initialisation of each dreamed frame.
+
+Conventions
+-----------
+A *flow* is a float32 array of shape (H, W, 2) holding (dx, dy) in pixels. For frame ``t``:
+
+* the backward flow ``bwd`` maps each pixel ``x`` of frame ``t`` to ``x + bwd[x]`` in frame ``t-1``
+  (``bwd = estimate_flow(frame_t, frame_t_minus_1)``), so ``warp(prev, bwd)`` aligns ``prev`` with
+  frame ``t``;
+* the forward flow ``fwd`` maps pixels of ``t-1`` into ``t`` (``fwd = estimate_flow(prev, cur)``).
+
+Flow is always measured on the *source* frames, never on dreamed ones: the dream's hallucinated
+patterns would be tracked as motion.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import cv2
+import numpy as np
+
+from ..errors import ConfigError, suggest
+
+__all__ = [
+    "FLOW_METHODS",
+    "WARP_MODES",
+    "estimate_flow",
+    "flow_pair",
+    "warp",
+    "consistency_mask",
+    "scene_cut_score",
+    "coherent_init",
+]
+
+#: Names accepted by ``method``. ``"none"`` means zero motion (no motion compensation).
+FLOW_METHODS = ("dis", "farneback", "none")
+#: Names accepted by ``mode`` of :func:`coherent_init`.
+WARP_MODES = ("delta", "frame")
+
+
+def _grey(image: np.ndarray) -> np.ndarray:
+    if image.ndim == 3:
+        if image.dtype != np.uint8:
+            image = np.clip(image, 0, 255).astype(np.uint8)
+        return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    if image.ndim == 2:
+        return np.ascontiguousarray(image if image.dtype == np.uint8 else np.clip(image, 0, 255).astype(np.uint8))
+    raise ValueError(f"expected an image of shape (H, W) or (H, W, 3), got {image.shape}")
+
+
+@functools.cache
+def _dis(preset: int) -> cv2.DISOpticalFlow:
+    # One DIS object per preset, built once per process. calc() keeps no state between calls
+    # unless an initial flow is passed, so reuse across unrelated frame pairs is safe.
+    return cv2.DISOpticalFlow_create(preset)
+
+
+def _check_method(method: str) -> None:
+    if method not in FLOW_METHODS:
+        raise ConfigError(
+            f"flow method '{method}' is unknown{suggest(method, FLOW_METHODS)}; use one of {', '.join(FLOW_METHODS)}"
+        )
+
+
+def estimate_flow(src: np.ndarray, dst: np.ndarray, *, method: str = "dis") -> np.ndarray:
+    """Dense optical flow from ``src`` to ``dst``.
+
+    Parameters
+    ----------
+    src, dst : ndarray, shape (H, W, 3) or (H, W), dtype uint8
+        RGB (or grey) frames of the same size. Flow is computed on grey.
+    method : {"dis", "farneback", "none"}
+        ``"dis"``: OpenCV DIS optical flow, MEDIUM preset (fast and robust to large motion).
+        ``"farneback"``: OpenCV Farnebäck, smoother but slower. ``"none"``: zero flow.
+
+    Returns
+    -------
+    flow : ndarray, shape (H, W, 2), dtype float32
+        For each pixel ``x`` of ``src``, ``src[x] ≈ dst[x + flow[x]]``.
+
+    Raises
+    ------
+    ConfigError
+        If ``method`` is unknown.
+    """
+    _check_method(method)
+    if src.shape[:2] != dst.shape[:2]:
+        raise ValueError(f"frames differ in size: {src.shape} vs {dst.shape}")
+    h, w = src.shape[:2]
+    if method == "none":
+        return np.zeros((h, w, 2), np.float32)
+    a, b = _grey(src), _grey(dst)
+    if method == "dis":
+        flow = _dis(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM).calc(a, b, None)
+    else:
+        flow = cv2.calcOpticalFlowFarneback(
+            a, b, None, pyr_scale=0.5, levels=5, winsize=15, iterations=3, poly_n=5, poly_sigma=1.2, flags=0
+        )
+    return np.ascontiguousarray(flow, dtype=np.float32)
+
+
+def flow_pair(cur: np.ndarray, prev: np.ndarray, *, method: str = "dis") -> tuple[np.ndarray, np.ndarray]:
+    """Backward and forward flow between two consecutive source frames.
+
+    Returns
+    -------
+    (bwd, fwd) : tuple of ndarray, shape (H, W, 2), dtype float32
+        ``bwd = estimate_flow(cur, prev)``, ``fwd = estimate_flow(prev, cur)``.
+    """
+    return estimate_flow(cur, prev, method=method), estimate_flow(prev, cur, method=method)
+
+
+@functools.lru_cache(maxsize=8)
+def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    gx.setflags(write=False)
+    gy.setflags(write=False)
+    return gx, gy
+
+
+def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """Backward-warp ``image`` along ``flow``: ``out[x] = image[x + flow[x]]`` (bilinear, border replicate).
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W) or (H, W, C), dtype uint8 or float32
+    flow : ndarray, shape (H, W, 2), dtype float32
+
+    Returns
+    -------
+    ndarray
+        Same shape and dtype as ``image``.
+    """
+    h, w = image.shape[:2]
+    if flow.shape != (h, w, 2):
+        raise ValueError(f"flow of shape {flow.shape} does not match an image of shape {image.shape}")
+    gx, gy = _grid(h, w)
+    map_x = gx + flow[..., 0]
+    map_y = gy + flow[..., 1]
+    src = image if image.dtype in (np.uint8, np.float32) else image.astype(np.float32)
+    out = cv2.remap(np.ascontiguousarray(src), map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    if out.ndim == 2 and image.ndim == 3:  # OpenCV drops a single channel axis
+        out = out[..., None]
+    return out.astype(image.dtype, copy=False)
+
+
+def consistency_mask(
+    bwd: np.ndarray,
+    fwd: np.ndarray,
+    *,
+    tol: float = 1.0,
+    motion_boundaries: bool = True,
+    erode: int = 1,
+    soften: int = 1,
+) -> np.ndarray:
+    """Where the backward flow of frame ``t`` can be trusted (Ruder et al., "Artistic style transfer for videos").
+
+    A pixel ``x`` of frame ``t`` is *occluded* (disoccluded, it was hidden in ``t-1``) when going back
+    along ``bwd`` and forth along ``fwd`` does not return to ``x``::
+
+        |w̃ + ŵ|² > 0.01 (|w̃|² + |ŵ|²) + 0.5 tol,   ŵ = bwd(x),  w̃ = fwd(x + bwd(x))
+
+    and it lies on a *motion boundary* when ``|∇ŵ|² > 0.01 |ŵ|² + 0.002 tol``.
+
+    Parameters
+    ----------
+    bwd : ndarray, shape (H, W, 2), dtype float32
+        Flow from frame ``t`` to ``t-1``.
+    fwd : ndarray, shape (H, W, 2), dtype float32
+        Flow from frame ``t-1`` to ``t``.
+    tol : float
+        Scales the constant terms of both tests, in pixels² (1.0 reproduces the paper). Larger trusts more.
+    motion_boundaries : bool
+        Apply the motion-boundary test.
+    erode : int
+        Grow the unreliable regions by this many pixels (flow is least accurate next to them).
+    soften : int
+        Radius in pixels of a box blur that feathers the mask's edges (0: a hard 0/1 mask).
+
+    Returns
+    -------
+    mask : ndarray, shape (H, W), dtype float32, in [0, 1]
+        1 where the warped previous frame is reliable, 0 where frame ``t`` must start fresh.
+    """
+    if bwd.shape != fwd.shape or bwd.ndim != 3 or bwd.shape[2] != 2:
+        raise ValueError(f"expected two flows of the same shape (H, W, 2), got {bwd.shape} and {fwd.shape}")
+    if tol <= 0:
+        raise ConfigError(f"consistency tolerance {tol} is invalid: use a positive number of pixels (e.g. 1.0)")
+    w_hat = bwd.astype(np.float32, copy=False)
+    w_tilde = warp(fwd.astype(np.float32, copy=False), w_hat)
+    s = w_tilde + w_hat
+    lhs = (s * s).sum(axis=2)
+    rhs = 0.01 * ((w_tilde * w_tilde).sum(axis=2) + (w_hat * w_hat).sum(axis=2)) + 0.5 * tol
+    reliable = lhs <= rhs
+    if motion_boundaries:
+        grad = np.zeros(w_hat.shape[:2], np.float32)
+        for c in range(2):
+            gy, gx = np.gradient(w_hat[..., c])
+            grad += gx * gx + gy * gy
+        reliable &= grad <= 0.01 * (w_hat * w_hat).sum(axis=2) + 0.002 * tol
+    mask = reliable.astype(np.float32)
+    if erode > 0:
+        k = 2 * int(erode) + 1
+        mask = cv2.erode(mask, np.ones((k, k), np.uint8), borderType=cv2.BORDER_REPLICATE)
+    if soften > 0:
+        k = 2 * int(soften) + 1
+        mask = cv2.blur(mask, (k, k), borderType=cv2.BORDER_REPLICATE)
+    return np.clip(mask, 0.0, 1.0)
+
+
+def scene_cut_score(prev: np.ndarray, cur: np.ndarray) -> float:
+    """How likely it is that ``cur`` starts a new shot, in [0, 1].
+
+    The larger of two cues on small grey thumbnails: a structure change, ``1 - ncc`` (normalised
+    cross-correlation of 32×32 thumbnails, which a pan or a moving object barely lowers), and a tone
+    change, the Bhattacharyya distance between 32-bin grey histograms (which catches cuts between
+    flat or low-contrast shots).
+
+    Parameters
+    ----------
+    prev, cur : ndarray, shape (H, W, 3) or (H, W), dtype uint8
+
+    Returns
+    -------
+    float
+        About 0 for the same shot (motion included), near 1 for a cut; ~0.35 is a sensible threshold.
+    """
+    a = cv2.resize(_grey(prev), (64, 64), interpolation=cv2.INTER_AREA)
+    b = cv2.resize(_grey(cur), (64, 64), interpolation=cv2.INTER_AREA)
+    ha = cv2.calcHist([a], [0], None, [32], [0, 256])
+    hb = cv2.calcHist([b], [0], None, [32], [0, 256])
+    tone = float(cv2.compareHist(ha, hb, cv2.HISTCMP_BHATTACHARYYA))
+    sa = cv2.resize(a, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float64)
+    sb = cv2.resize(b, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float64)
+    sa -= sa.mean()
+    sb -= sb.mean()
+    structure = 0.0
+    na, nb = np.sqrt((sa * sa).sum()), np.sqrt((sb * sb).sum())
+    if na > 4.0 * 32 and nb > 4.0 * 32:  # both have some contrast (std above ~4 levels)
+        structure = 1.0 - float((sa * sb).sum() / (na * nb))
+    score = max(tone, structure)
+    return float(min(1.0, max(0.0, score)))
+
+
+def coherent_init(
+    src: np.ndarray,
+    prev_src: np.ndarray,
+    prev_dream: np.ndarray,
+    *,
+    method: str = "dis",
+    mode: str = "delta",
+    blend: float = 0.6,
+    tol: float = 1.0,
+    flows: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Starting image for dreaming frame ``t``: the source, plus the previous dream carried along the motion.
+
+    ``"delta"`` (as DeepDreamAnim): ``init = src + blend·mask·warp(prev_dream − prev_src)``. Only what
+    the dream *added* is carried over, so the footage's own brightness and colour never feed back.
+
+    ``"frame"``: ``init = (1 − blend·mask)·src + blend·mask·warp(prev_dream)``.
+
+    Where ``mask`` is 0 (disoccluded pixels, motion boundaries) the frame starts fresh from ``src``.
+    Both modes are bounded under a dreamer that adds a fixed amount per frame: the carried part is
+    damped by ``blend < 1`` each frame, so it converges to ``added / (1 − blend)`` instead of creeping.
+
+    Parameters
+    ----------
+    src, prev_src, prev_dream : ndarray, shape (H, W, 3), dtype uint8
+        Source frame ``t``, source frame ``t-1`` and the dreamed frame ``t-1``.
+    method : {"dis", "farneback", "none"}
+        Flow method, measured on the source frames.
+    mode : {"delta", "frame"}
+    blend : float in [0, 1]
+        How much of the previous dream carries over.
+    tol : float
+        Consistency-check tolerance, see :func:`consistency_mask`.
+    flows : (bwd, fwd) or None
+        Precomputed :func:`flow_pair` ``(src, prev_src)``, to share it with metrics; computed if None.
+
+    Returns
+    -------
+    init : ndarray, shape (H, W, 3), dtype uint8
+    mask : ndarray, shape (H, W), dtype float32 in [0, 1]
+    """
+    if mode not in WARP_MODES:
+        raise ConfigError(
+            f"warp mode '{mode}' is unknown{suggest(mode, WARP_MODES)}; use one of {', '.join(WARP_MODES)}"
+        )
+    if not 0.0 <= blend <= 1.0:
+        raise ConfigError(f"blend {blend} is invalid: use a value from 0 (no carry-over) to 1")
+    if not (src.shape == prev_src.shape == prev_dream.shape):
+        raise ValueError(f"frames differ in shape: {src.shape}, {prev_src.shape}, {prev_dream.shape}")
+    bwd, fwd = flows if flows is not None else flow_pair(src, prev_src, method=method)
+    mask = consistency_mask(bwd, fwd, tol=tol)
+    weight = (blend * mask)[..., None]
+    s = src.astype(np.float32)
+    if mode == "delta":
+        delta = prev_dream.astype(np.float32) - prev_src.astype(np.float32)
+        init = s + weight * warp(delta, bwd)
+    else:
+        init = (1.0 - weight) * s + weight * warp(prev_dream.astype(np.float32), bwd)
+    return np.clip(np.rint(init), 0, 255).astype(np.uint8), mask

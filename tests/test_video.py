@@ -1,0 +1,418 @@
+"""Tests of dreamvid.video: decode, flow, encode and mux, on tiny synthetic clips (real OpenCV and ffmpeg)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from fractions import Fraction
+
+import cv2
+import numpy as np
+import pytest
+
+from dreamvid.errors import AudioError, ConfigError, OutputError, VideoError
+from dreamvid.video import (
+    FrameWriter,
+    coherent_init,
+    concat,
+    consistency_mask,
+    count_frames,
+    estimate_flow,
+    flow_pair,
+    frame_range,
+    iter_frames,
+    mux,
+    output_size,
+    probe,
+    scene_cut_score,
+    stream_durations,
+    warp,
+)
+from tests.media import clip_frame, make_clip, make_song, texture
+
+SIZE = (96, 64)  # (width, height)
+N = 24
+FPS = 24.0
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    d = tmp_path_factory.mktemp("media")
+    return {
+        "dir": d,
+        "clip": make_clip(d / "clip.mp4", n=N, size=SIZE, fps=FPS),
+        "render": make_clip(d / "render.mp4", n=48, size=SIZE, fps=FPS),  # 2.0 s, silent
+        "source": make_clip(d / "source.mp4", n=72, size=SIZE, fps=FPS, audio=True),  # 3.0 s with sound
+    }
+
+
+def _one_line(err: pytest.ExceptionInfo) -> str:
+    msg = str(err.value)
+    assert msg and "\n" not in msg
+    return msg
+
+
+# -- decode -----------------------------------------------------------------------------------------------------
+def test_probe_reports_fps_size_and_count(media):
+    info = probe(media["clip"])
+    assert (info.width, info.height) == SIZE
+    assert info.fps == pytest.approx(FPS)
+    assert info.frame_count == N
+    assert info.duration == pytest.approx(N / FPS)
+    assert info.has_audio is False
+    assert probe(media["source"]).has_audio is True
+
+
+def test_iter_frames_count_first_and_size(media):
+    frames = list(iter_frames(media["clip"]))
+    assert len(frames) == N
+    assert all(f.dtype == np.uint8 and f.shape == (SIZE[1], SIZE[0], 3) for f in frames)
+
+    sub = list(iter_frames(media["clip"], first=5, count=3))
+    assert len(sub) == 3
+    for k, frame in enumerate(sub):  # frames 5, 6, 7 in RGB order, close to what was encoded
+        err = np.abs(frame.astype(float) - clip_frame(5 + k, SIZE)).mean()
+        off = np.abs(frame.astype(float) - clip_frame(9 + k, SIZE)).mean()
+        assert err < 6 and err < 0.6 * off  # lossy (yuv420p halves the chroma), but clearly the right frame
+
+    small = list(iter_frames(media["clip"], count=2, size=(48, 32)))
+    assert [f.shape for f in small] == [(32, 48, 3)] * 2
+    assert len(list(iter_frames(media["clip"], first=N - 2, count=10))) == 2
+    assert list(iter_frames(media["clip"], first=N + 5)) == []
+
+
+@pytest.mark.parametrize(
+    ("w", "h", "max_side", "expected"),
+    [
+        (1920, 1080, 512, (512, 288)),
+        (1080, 1920, 513, (288, 512)),
+        (1921, 1081, None, (1920, 1080)),
+        (640, 480, 4000, (640, 480)),  # never upscaled
+        (101, 57, 50, (50, 28)),
+    ],
+)
+def test_output_size_keeps_aspect_with_even_sides(w, h, max_side, expected):
+    ow, oh = output_size(w, h, max_side)
+    assert (ow, oh) == expected
+    assert ow % 2 == 0 and oh % 2 == 0
+    if max_side is not None:
+        assert max(ow, oh) <= max_side
+    assert ow / oh == pytest.approx(w / h, rel=0.05)
+
+
+def test_output_size_rejects_tiny_limit():
+    with pytest.raises(ConfigError):
+        output_size(640, 480, 1)
+
+
+def test_frame_range(media):
+    info = probe(media["render"])  # 48 frames at 24 fps
+    assert frame_range(info) == (0, 48)
+    assert frame_range(info, 0.5, 1.0) == (12, 24)
+    assert frame_range(info, 1.5, 10.0) == (36, 12)  # shortened at the end
+    with pytest.raises(ConfigError) as err:
+        frame_range(info, 2.5)
+    assert "beyond the end" in _one_line(err)
+    with pytest.raises(ConfigError):
+        frame_range(info, 0.0, 0.0)
+    with pytest.raises(ConfigError):
+        frame_range(info, -1.0)
+
+
+def test_bad_videos_raise_video_error(media, tmp_path):
+    missing = tmp_path / "missing.mp4"
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(np.random.default_rng(0).integers(0, 256, 20000, dtype=np.uint8).tobytes())
+    # A faststart MP4 cut after its header: it opens, but no frame decodes.
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(media["clip"].read_bytes()[:1500])
+    messages = {}
+    for name, path in [("missing", missing), ("empty", empty), ("corrupt", corrupt), ("frameless", truncated)]:
+        with pytest.raises(VideoError) as err:
+            probe(path)
+        messages[name] = _one_line(err)
+    assert "does not exist" in messages["missing"]
+    assert "empty" in messages["empty"]
+    assert "corrupt" in messages["corrupt"]
+    assert "no decodable" in messages["frameless"]
+    with pytest.raises(VideoError):
+        next(iter_frames(missing))
+
+
+def test_audio_only_file_is_not_a_video(tmp_path):
+    import subprocess
+
+    from dreamvid.video.decode import ffmpeg_exe
+
+    song = make_song(tmp_path / "s.wav", 0.5)
+    m4a = tmp_path / "audio_only.mp4"
+    subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-i", str(song), "-c:a", "aac", str(m4a)], check=True)
+    with pytest.raises(VideoError) as err:
+        probe(m4a)
+    _one_line(err)
+
+
+def test_damaged_frames_are_skipped_not_fatal(media, tmp_path):
+    data = bytearray(media["render"].read_bytes())
+    mid = len(data) // 2
+    data[mid : mid + 600] = np.random.default_rng(1).integers(0, 256, 600, dtype=np.uint8).tobytes()
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes(bytes(data))
+    warnings: list[str] = []
+    frames = list(iter_frames(damaged, on_warning=warnings.append))
+    assert len(frames) >= 24
+    assert all("\n" not in w for w in warnings)
+    if len(frames) < 48:  # frames lost mid-stream must have been reported
+        assert warnings
+
+
+# -- flow -------------------------------------------------------------------------------------------------------
+def test_warp_with_known_flow_translates():
+    a = texture(SIZE, seed=3)
+    b = texture(SIZE, seed=3, shift=(2.5, 1.0))  # b[x] = a[x - (2.5, 1)]
+    flow = np.zeros((SIZE[1], SIZE[0], 2), np.float32)
+    flow[..., 0], flow[..., 1] = -2.5, -1.0
+    for img in (a, a.astype(np.float32), np.ascontiguousarray(a[..., 0])):
+        out = warp(img, flow)
+        assert out.dtype == img.dtype and out.shape == img.shape
+        ref = b if img.ndim == 3 else b[..., 0]
+        assert np.abs(out.astype(float) - ref)[4:-4, 4:-4].mean() < 1.5
+    assert np.abs(a.astype(float) - b)[4:-4, 4:-4].mean() > 10  # the shift is visible at all
+
+
+@pytest.mark.parametrize("method", ["dis", "farneback"])
+def test_estimated_flow_warps_onto_the_target(method):
+    prev = texture(SIZE, seed=3)
+    cur = texture(SIZE, seed=3, shift=(2.5, 1.0))
+    bwd = estimate_flow(cur, prev, method=method)  # cur[x] ≈ prev[x + bwd[x]]
+    assert bwd.dtype == np.float32 and bwd.shape == (SIZE[1], SIZE[0], 2)
+    inner = (slice(8, -8), slice(8, -8))
+    assert np.median(bwd[inner][..., 0]) == pytest.approx(-2.5, abs=0.25)
+    assert np.median(bwd[inner][..., 1]) == pytest.approx(-1.0, abs=0.25)
+    assert np.abs(warp(prev, bwd).astype(float) - cur)[inner].mean() < 2.0
+
+
+def test_unknown_flow_method_suggests_a_name():
+    a = texture(SIZE)
+    with pytest.raises(ConfigError) as err:
+        estimate_flow(a, a, method="farnback")
+    assert "did you mean 'farneback'" in _one_line(err)
+
+
+def _moving_square(x0: int) -> np.ndarray:
+    frame = texture(SIZE, seed=5)
+    cv2.rectangle(frame, (x0, 20), (x0 + 24, 44), (255, 255, 255), -1)
+    cv2.rectangle(frame, (x0 + 4, 24), (x0 + 20, 40), (0, 0, 0), -1)
+    return frame
+
+
+def test_consistency_mask_marks_disoccluded_area():
+    prev, cur = _moving_square(20), _moving_square(30)  # the square moves 10 px right
+    bwd, fwd = flow_pair(cur, prev)
+    mask = consistency_mask(bwd, fwd)
+    assert mask.dtype == np.float32 and mask.shape == (SIZE[1], SIZE[0])
+    assert mask.min() >= 0.0 and mask.max() <= 1.0
+    assert mask[22:42, 21:29].mean() < 0.2  # background the square uncovered: no history there
+    assert mask[:, 70:].mean() > 0.95  # static background far away: reliable
+    # a wrong forward flow makes everything inconsistent
+    assert consistency_mask(bwd, fwd + 5.0).mean() < 0.1
+
+
+def test_scene_cut_score_high_at_cut_low_for_motion():
+    cut = 12
+    frames = [clip_frame(i, SIZE, cut_at=cut) for i in range(20)]
+    scores = [scene_cut_score(a, b) for a, b in itertools.pairwise(frames)]
+    at_cut = scores[cut - 1]
+    others = scores[: cut - 1] + scores[cut:]
+    assert at_cut > 0.6
+    assert max(others) < 0.2
+    black = np.zeros((SIZE[1], SIZE[0], 3), np.uint8)
+    assert scene_cut_score(black, black) == 0.0
+    assert scene_cut_score(black, black + 200) > 0.6  # flat shots: caught by the tone change
+
+
+def test_coherent_init_fresh_where_disoccluded():
+    prev_src, src = _moving_square(20), _moving_square(30)
+    prev_dream = np.clip(prev_src.astype(int) + 50, 0, 255).astype(np.uint8)
+    init, mask = coherent_init(src, prev_src, prev_dream, mode="delta", blend=0.6)
+    assert init.dtype == np.uint8 and init.shape == src.shape
+    diff = init.astype(float) - src
+    assert np.abs(diff[22:42, 21:29]).mean() < 8  # uncovered: starts from the source
+    far = diff[:, 70:][src[:, 70:] < 200]  # background far away: carries 0.6 * 50 of the dream
+    assert far.mean() == pytest.approx(30, abs=2)
+    with pytest.raises(ConfigError):
+        coherent_init(src, prev_src, prev_dream, mode="deltaa")
+
+
+@pytest.mark.parametrize("mode", ["delta", "frame"])
+@pytest.mark.parametrize("speed", [0.0, 0.7])
+def test_no_brightness_or_saturation_drift(mode, speed):
+    """A toy dreamer adds a fixed pattern each frame; 200 frames of feedback must settle, not creep."""
+    w, h = 64, 48
+    added = np.full((h, w, 3), 2.0, np.float32)
+    added[::8] += 12.0
+    added[:, ::8, 0] += 9.0
+    blend = 0.6
+    fixed_point = blend * added.mean() / (1 - blend)  # carried excess brightness at equilibrium
+
+    def source(i):  # mid-range texture so nothing clips at 255
+        return (64 + texture((w, h), seed=1, shift=(speed * i, 0.3 * speed * i)) // 2).astype(np.uint8)
+
+    def saturation(img):
+        return cv2.cvtColor(img, cv2.COLOR_RGB2HSV)[..., 1].astype(float).mean()
+
+    excess, sat_gap = [], []
+    prev_src = prev_dream = None
+    for i in range(200):
+        src = source(i)
+        init = src if prev_src is None else coherent_init(src, prev_src, prev_dream, mode=mode, blend=blend)[0]
+        prev_src, prev_dream = src, np.clip(init + added, 0, 255).astype(np.uint8)
+        excess.append(init.astype(float).mean() - src.astype(float).mean())
+        sat_gap.append(saturation(init) - saturation(src))
+    late = excess[-50:]
+    assert max(excess) < fixed_point + 3
+    assert abs(np.mean(late) - fixed_point) < 3
+    assert max(late) - min(late) < 1.5  # settled
+    assert max(abs(g) for g in sat_gap[-50:]) < 20
+    assert max(sat_gap[-50:]) - min(sat_gap[-50:]) < 3
+
+
+# -- encode -----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("fps", [24.0, 30000 / 1001])
+def test_frame_writer_round_trip_exact_count_and_fps(tmp_path, fps):
+    out = tmp_path / "rt.mp4"
+    frames = [clip_frame(i, SIZE) for i in range(30)]
+    with FrameWriter(out, fps=fps, size=SIZE, crf=12, preset="ultrafast") as writer:
+        for f in frames:
+            writer.write(f)
+        assert writer.frames_written == 30
+    info = probe(out)
+    assert info.frame_count == 30
+    assert count_frames(out) == 30
+    assert Fraction(info.fps).limit_denominator(1001) == Fraction(fps).limit_denominator(1001)
+    assert abs(info.fps - fps) < 1e-6
+    decoded = list(iter_frames(out))
+    assert len(decoded) == 30
+    err = np.abs(decoded[17].astype(float) - frames[17]).mean()
+    assert err < 6 and err < 0.6 * np.abs(decoded[17].astype(float) - frames[16]).mean()
+    assert [p.name for p in tmp_path.iterdir()] == ["rt.mp4"]  # no temp file left
+
+
+def test_frame_writer_rejects_odd_size(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        FrameWriter(tmp_path / "odd.mp4", fps=24, size=(95, 64))
+    assert "even" in _one_line(err)
+    assert not any(tmp_path.iterdir())
+
+
+def test_frame_writer_never_overwrites_silently(tmp_path):
+    out = tmp_path / "exists.mp4"
+    out.write_bytes(b"precious")
+    with pytest.raises(OutputError) as err:
+        FrameWriter(out, fps=24, size=SIZE)
+    assert "--overwrite" in _one_line(err)
+    assert out.read_bytes() == b"precious"
+    with FrameWriter(out, fps=24, size=SIZE, preset="ultrafast", overwrite=True) as writer:
+        writer.write(clip_frame(0, SIZE))
+    assert probe(out).frame_count == 1
+
+
+def test_frame_writer_leaves_nothing_on_error(tmp_path):
+    out = tmp_path / "broken.mp4"
+    with pytest.raises(RuntimeError):
+        with FrameWriter(out, fps=24, size=SIZE, preset="ultrafast") as writer:
+            writer.write(clip_frame(0, SIZE))
+            raise RuntimeError("render crashed")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError):
+        with FrameWriter(out, fps=24, size=SIZE, preset="ultrafast") as writer:
+            writer.write(np.zeros((10, 10, 3), np.uint8))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_concat_joins_segments_without_reencoding(tmp_path):
+    a = make_clip(tmp_path / "a.mp4", n=10, size=SIZE, fps=FPS)
+    b = make_clip(tmp_path / "b.mp4", n=14, size=SIZE, fps=FPS)
+    out = concat([a, b], tmp_path / "ab.mp4")
+    info = probe(out)
+    assert info.frame_count == 24 and count_frames(out) == 24
+    assert info.fps == pytest.approx(FPS)
+    with pytest.raises(OutputError):
+        concat([a, b], out)
+
+
+# -- mux --------------------------------------------------------------------------------------------------------
+def test_mux_cuts_a_long_song_to_the_video(media):
+    song = make_song(media["dir"] / "long.wav", 3.0)
+    out = media["dir"] / "long_out.mp4"
+    written = mux(media["render"], out, song=song)
+    d = stream_durations(out)
+    assert d["audio"] == pytest.approx(2.0, abs=0.1)
+    assert written == pytest.approx(2.0, abs=0.1)
+    assert count_frames(out) == 48
+    assert probe(out).fps == pytest.approx(FPS)
+
+
+def test_mux_short_song_leaves_video_intact(media):
+    song = make_song(media["dir"] / "short.wav", 1.0)
+    out = media["dir"] / "short_out.mp4"
+    written = mux(media["render"], out, song=song)
+    d = stream_durations(out)
+    assert d["audio"] == pytest.approx(1.0, abs=0.1)
+    assert written == pytest.approx(1.0, abs=0.1)
+    assert d["video"] == pytest.approx(2.0, abs=0.05)
+    assert count_frames(out) == 48
+
+
+def test_mux_loops_a_short_song(media):
+    song = make_song(media["dir"] / "loop.wav", 0.7)
+    out = media["dir"] / "loop_out.mp4"
+    written = mux(media["render"], out, song=song, loop_song=True)
+    assert stream_durations(out)["audio"] == pytest.approx(2.0, abs=0.1)
+    assert written == pytest.approx(2.0, abs=0.1)
+    assert count_frames(out) == 48
+
+
+def test_mux_keeps_the_source_audio(media):
+    out = media["dir"] / "src_out.mp4"
+    written = mux(media["render"], out, source=media["source"], start=0.5)
+    assert stream_durations(out)["audio"] == pytest.approx(2.0, abs=0.1)
+    assert written == pytest.approx(2.0, abs=0.1)
+    assert count_frames(out) == 48
+    silent = media["dir"] / "silent_out.mp4"
+    assert mux(media["render"], silent, source=media["clip"]) is None  # a source without sound
+    assert "audio" not in stream_durations(silent)
+    assert count_frames(silent) == 48
+
+
+def test_mux_bad_song_raises_audio_error(media, tmp_path):
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(np.random.default_rng(2).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    empty = tmp_path / "empty.mp3"
+    empty.write_bytes(b"")
+    for bad in (corrupt, empty, tmp_path / "missing.wav", media["clip"]):  # the clip is a video without sound
+        out = tmp_path / "out.mp4"
+        with pytest.raises(AudioError) as err:
+            mux(media["render"], out, song=bad)
+        assert str(bad.name) in _one_line(err)
+        assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corrupt.wav", "empty.mp3"]
+
+
+def test_mux_refuses_existing_output(media, tmp_path):
+    out = tmp_path / "exists.mp4"
+    out.write_bytes(b"keep")
+    song = make_song(tmp_path / "s.wav", 1.0)
+    with pytest.raises(OutputError):
+        mux(media["render"], out, song=song)
+    assert out.read_bytes() == b"keep"
+    mux(media["render"], out, song=song, overwrite=True)
+    assert count_frames(out) == 48
+
+
+def test_no_temp_files_left_beside_outputs(media):
+    names = sorted(p.name for p in media["dir"].iterdir())
+    assert not [n for n in names if ".tmp" in n or n.startswith(".")]
+    assert os.path.getsize(media["render"]) > 0
