@@ -13,6 +13,7 @@ os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
 import typer  # noqa: E402
 from rich.console import Console  # noqa: E402
+from rich.markup import escape  # noqa: E402
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn  # noqa: E402
 from rich.table import Table  # noqa: E402
 
@@ -38,7 +39,8 @@ def friendly(fn):
         try:
             return fn(*args, **kwargs)
         except DreamvidError as e:
-            err.print(f"[bold red]error:[/] {e}", markup=True, soft_wrap=True)
+            # escape: messages quote paths and TOML tables ("[dream]"), which rich would eat as markup
+            err.print(f"[bold red]error:[/] {escape(str(e))}", markup=True, soft_wrap=True)
             raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
             err.print("interrupted. `dreamvid render` picks up where it stopped when run again with --resume.")
@@ -131,7 +133,7 @@ def dream(
         written = dream_files(jobs, cfg, dreamer, max_side=max_side, overwrite=overwrite, on_image=on_image,
                               on_step=lambda info: bar.advance(task))
     for p in written:
-        out.print(str(p))
+        out.print(str(p), markup=False, soft_wrap=True)
 
 
 @app.command()
@@ -228,7 +230,7 @@ def presets(name: Annotated[Optional[str], typer.Argument(help="Show this preset
             table.add_row(n, p.describe(n), str(path))
         out.print(table)
     else:
-        out.print(p.find(name).read_text().rstrip(), markup=False)
+        out.print(p.find(name).read_text().rstrip(), markup=False, soft_wrap=True)  # no wrapping: pipe-able TOML
 
 
 @app.command()
@@ -261,10 +263,11 @@ def weights(
 
     if import_file is not None:
         dest = model.import_weights(import_file, overwrite=overwrite)
-        out.print(f"imported {import_file} → {dest}; it is now the default (unless --weights or ${model.ENV_VAR} says otherwise)")
+        out.print(f"imported {import_file} → {dest}; it is now the default (unless --weights or ${model.ENV_VAR} says otherwise)",
+                  markup=False, soft_wrap=True)
         return
     src = model.resolve_weights(weights)
-    out.print(src.describe())
+    out.print(src.describe(), markup=False, soft_wrap=True)
 
 
 @app.command()

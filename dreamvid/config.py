@@ -4,7 +4,7 @@ A *config dict* is the nested plain-dict form of a TOML file::
 
     [dream]   layers, octaves, octave_scale, steps, step_size, jitter, tile_size, tile_overlap, seed
     [video]   flow, warp, blend, consistency, scene_cut
-    [audio]   see ``dreamvid.schedule`` and docs/presets.md
+    [audio]   see ``dreamvid.schedule`` and docs/presets-audio.md
 
 ``resolve()`` merges dicts (later wins), checks every key and value, and returns a frozen :class:`Config`.
 Nothing here mutates its inputs.
@@ -179,7 +179,7 @@ def format_layers(specs: tuple[LayerSpec, ...]) -> str:
 # loading, merging, validating
 
 SECTIONS = ("dream", "video", "audio")
-TOP_KEYS = ("description", *SECTIONS)
+TOP_KEYS = ("description", "preset", *SECTIONS)  # "preset": provenance written by Config.to_dict
 
 # key -> (type, check, what the check means)
 _RULES: dict[str, dict[str, tuple[type, Any, str]]] = {
@@ -282,11 +282,14 @@ def resolve(*layers: Mapping[str, Any] | None, preset: str | None = None) -> Con
     if audio:
         from .schedule import validate_audio_table
 
-        audio = validate_audio_table(audio)
+        audio = validate_audio_table(audio, layers=dream.layer_names)
+    recorded = merged.get("preset")  # the name a to_dict() dict records; it does not load that preset
+    if recorded is not None and not isinstance(recorded, str):
+        raise ConfigError(f"preset must be a preset name, got {recorded!r}")
     return Config(
         dream=dream,
         video=VideoParams(**kwargs["video"]),
         audio=audio,
-        preset=preset,
+        preset=preset if preset is not None else recorded,
         description=str(merged.get("description", "")),
     )

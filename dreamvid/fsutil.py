@@ -24,6 +24,8 @@ def check_output(path: str | os.PathLike, *, overwrite: bool) -> Path:
             parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise OutputError(f"cannot create folder {parent}: {e.strerror}; choose a writable -o path") from None
+    if not parent.is_dir():
+        raise OutputError(f"cannot write to {parent}: it is a file, not a folder; choose another -o path")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputError(f"cannot write to {parent}: permission denied; choose a writable -o path")
     return path
@@ -36,7 +38,10 @@ def atomic_output(path: str | os.PathLike, *, overwrite: bool = False) -> Iterat
     The temporary name keeps the suffix, so tools that infer the format from it (ffmpeg, OpenCV) work.
     """
     path = check_output(path, overwrite=overwrite)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent or ".")
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent or ".")
+    except OSError as e:  # e.g. a read-only file system, which os.access does not see
+        raise OutputError(f"cannot write to {path.parent}: {e.strerror}; choose a writable -o path") from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:

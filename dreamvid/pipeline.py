@@ -12,7 +12,7 @@ Work folder (``<output>.dreamvid-work/`` beside the output)::
     frames/000123.png finished frames of the current segment, lossless; the last one seeds the next frame's flow
 
 A resumed render re-encodes the pending PNGs into the open segment, decodes the source up to the next frame,
-and carries on. Randomness is seeded per frame from ``(seed, frame index)`` and the feedback image is the
+and carries on. Every frame replays the same seeded jitter sequence and the feedback image is the
 lossless PNG, so a resumed render is identical to an uninterrupted one.
 """
 
@@ -316,7 +316,9 @@ def render(
                     init, mask = video.coherent_init(src, prev_src, prev_dream, mode=vp.warp, blend=fp.blend,
                                                      tol=vp.consistency, flows=flows)
             init = _zoom(init, fp.zoom)
-            rng = np.random.default_rng([fp.dream.seed, first + k])
+            # the same jitter sequence for every frame: a frame whose start already holds the previous dream then
+            # grows the same detail again instead of new detail, which is what keeps the video from flickering
+            rng = np.random.default_rng(fp.dream.seed)
             dream = dreamer.dream(init, fp.dream, rng=rng)
             seconds["dream"] += time.perf_counter() - t
 
@@ -425,8 +427,10 @@ def _schedule(opts: RenderOptions, config: Config, fps: float, count: int):
     if opts.song is not None:
         from .audio import analyze
 
+        from .schedule import analysis_options
+
         features = analyze(opts.song, fps=fps, n_frames=count, loop=opts.loop_song,
-                           **{k: config.audio[k] for k in ("attack", "release") if k in config.audio})
+                           **analysis_options(config.audio))
     table = config.audio if features is not None else {}
     sched = build_schedule(features, table, base=config.dream, blend=config.video.blend, n_frames=count,
                            react=opts.react)

@@ -118,7 +118,8 @@ class Dreamer:
             img = base + detail
             for s in range(params.steps):
                 g, loss = self.gradient(img, params, rng, obj)
-                img += (params.step_size / (float(np.std(g)) + 1e-8)) * g
+                # normalised as in the original DeepDream: the mean |gradient| makes one step_size-sized move
+                img += (params.step_size / (float(np.mean(np.abs(g))) + 1e-8)) * g
                 np.clip(img, -1.0, 1.0, out=img)
                 if callback is not None:
                     callback(StepInfo(i, len(bases), s, params.steps, loss, base.shape[:2]))

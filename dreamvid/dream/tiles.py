@@ -14,12 +14,17 @@ import numpy as np
 
 
 def tile_starts(n: int, tile: int, overlap: int) -> tuple[list[int], int]:
-    """Start offsets along one axis of length ``n`` and the tile length used (``min(tile, n)``)."""
+    """Start offsets of equal tiles that cover an axis of length ``n``, and their common length.
+
+    Uses the fewest tiles of at most ``tile`` pixels that overlap by at least ``overlap``; the tiles are then
+    made as small as that allows, so no pixel is computed more often than the overlap needs.
+    """
     if n <= tile:
         return [0], n
     stride = max(1, tile - overlap)
-    k = math.ceil((n - tile) / stride) + 1
-    return [int(round(i * (n - tile) / (k - 1))) for i in range(k)], tile
+    k = math.ceil((n - overlap) / stride)
+    length = min(tile, math.ceil((n + (k - 1) * overlap) / k))
+    return [int(round(i * (n - length) / (k - 1))) for i in range(k)], length
 
 
 def _window(length: int, start: int, n: int, ramp: int) -> np.ndarray:
