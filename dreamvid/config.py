@@ -4,7 +4,7 @@ A *config dict* is the nested plain-dict form of a TOML file::
 
     [dream]   layers, octaves, octave_scale, steps, step_size, jitter, tile_size, tile_overlap, seed
     [video]   flow, warp, blend, consistency, scene_cut
-    [audio]   see ``dreamvid.schedule`` and docs/presets-audio.md
+    [audio]   see ``dreamvid.schedule`` and docs/presets.md
 
 ``resolve()`` merges dicts (later wins), checks every key and value, and returns a frozen :class:`Config`.
 Nothing here mutates its inputs.
@@ -28,6 +28,8 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 LAYER_NAMES = tuple(f"mixed{i}" for i in range(11))
+# channels of each layer's output in InceptionV3 (whatever the input size), to check mixed4[i] before any run
+LAYER_CHANNELS = dict(zip(LAYER_NAMES, (256, 288, 288, 768, 768, 768, 768, 768, 1280, 2048, 2048)))
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,9 @@ def parse_layers(value: Any) -> tuple[LayerSpec, ...]:
         except ValueError:
             raise ConfigError(f"bad weight '{m['w']}' for layer {name}: use a number, e.g. {name}:1.5") from None
         channels = _parse_channels(m["ch"], f"layer {name}") if m["ch"] is not None else ()
+        if channels and max(channels) >= LAYER_CHANNELS[name]:
+            raise ConfigError(f"channel {max(channels)} is out of range for {name}, which has channels "
+                              f"0..{LAYER_CHANNELS[name] - 1}")
         if any(s.name == name for s in specs):
             raise ConfigError(f"layer '{name}' is given twice; give each layer once")
         specs.append(LayerSpec(name, weight, channels))

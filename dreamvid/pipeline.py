@@ -313,9 +313,10 @@ def render(
                 if vp.flow == "none" or fp.blend <= 0:
                     init, mask = src, video.consistency_mask(*flows, tol=vp.consistency)
                 else:
-                    init, mask = video.coherent_init(src, prev_src, prev_dream, mode=vp.warp, blend=fp.blend,
-                                                     tol=vp.consistency, flows=flows)
-            init = _zoom(init, fp.zoom)
+                    # the schedule's zoom (a factor, 1 = none) pushes into the carried-over dream, not the footage
+                    z = fp.zoom - 1.0
+                    init, mask = video.coherent_init(src, _zoom(prev_src, z), _zoom(prev_dream, z), mode=vp.warp,
+                                                     blend=fp.blend, tol=vp.consistency, flows=flows)
             # the same jitter sequence for every frame: a frame whose start already holds the previous dream then
             # grows the same detail again instead of new detail, which is what keeps the video from flickering
             rng = np.random.default_rng(fp.dream.seed)

@@ -10,7 +10,7 @@ so ``react = 0`` gives the base parameters on every frame, ``1`` the preset's am
 Pulses ride on the *rises* of a feature (by default the onset envelope): on the frame where a kick hits,
 the pulse jumps by how much the feature rose, then decays with time constant ``pulse_decay``.
 
-See docs/presets-audio.md for every key.
+See docs/presets.md for every key.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ __all__ = [
     "validate_audio_table",
 ]
 
-#: Every key of the ``[audio]`` table, with a one-line meaning (docs/presets-audio.md has the details).
+#: Every key of the ``[audio]`` table, with a one-line meaning (docs/presets.md has the details).
 AUDIO_KEYS: dict[str, str] = {
     "attack": "seconds for a feature envelope to rise (analysis)",
     "release": "seconds for a feature envelope to fall (analysis)",
@@ -92,7 +92,7 @@ _LAYER_KEYS = ("by", "gain")
 _MIN_STEP_MULT = 0.02  # step size never falls below 2% of the base
 _OCTAVE_LIMITS = (1.05, 3.0)
 _ZOOM_LIMITS = (0.5, 2.0)
-_DOC = "see docs/presets-audio.md"
+_DOC = "see docs/presets.md"
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -226,11 +226,11 @@ def test_validate_normalises_without_mutating():
 
 
 def test_every_key_is_documented_and_the_lysergic_snippet_is_valid():
-    doc = (Path(__file__).resolve().parents[1] / "docs" / "presets-audio.md").read_text()
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "presets.md").read_text()
     for key in AUDIO_KEYS:
         assert f"`{key}`" in doc, key
     snippet = re.search(r"```toml\n(.*?)```", doc, re.S)
-    assert snippet, "docs/presets-audio.md has no TOML example"
+    assert snippet, "docs/presets.md has no TOML example"
     audio = tomllib.loads(snippet.group(1))["audio"]
     base = BASE.replace(layers=(LayerSpec("mixed3", 1.0), LayerSpec("mixed4", 0.5), LayerSpec("mixed5", 1.5)))
     assert validate_audio_table(audio, layers=base.layer_names)
