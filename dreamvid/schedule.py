@@ -107,7 +107,8 @@ def validate_audio_table(table: Mapping[str, Any] | None, *, layers: Iterable[st
     table : Mapping or None
         The table as read from TOML. ``None`` or ``{}`` means no reaction to the music.
     layers : iterable of str, optional
-        The dream's layer names; when given, every entry of ``[audio.layers]`` must be one of them.
+        The dream's layer names; when given, ``[audio.layers]`` entries for other layers are dropped (they have
+        nothing to drive, e.g. after ``--layers`` overrides the preset's). Unknown layer names are errors.
 
     Returns
     -------
@@ -178,14 +179,12 @@ def _layers(value: Any, gain: Any, names: Iterable[str] | None) -> dict[str, dic
         raise ConfigError(f'audio.layers must be a table like [audio.layers] mixed3 = "low", got {value!r}')
     lo, hi, _ = _RANGES["layer_gain"]
     default_gain = _pair("audio.layer_gain", gain, lo, hi) if gain is not None else list(_DEFAULT_LAYER_GAIN)
-    allowed = tuple(names) if names is not None else LAYER_NAMES
+    used = tuple(names) if names is not None else LAYER_NAMES
     out: dict[str, dict[str, Any]] = {}
     for layer, spec in value.items():
         where = f"audio.layers.{layer}"
-        if layer not in allowed:
-            if layer in LAYER_NAMES:
-                raise ConfigError(f"{where}: {layer} is not a dream layer here; add it to [dream] layers or drop it")
-            raise ConfigError(f"unknown layer '{layer}' in [audio.layers]{suggest(str(layer), allowed)}; "
+        if layer not in LAYER_NAMES:
+            raise ConfigError(f"unknown layer '{layer}' in [audio.layers]{suggest(str(layer), LAYER_NAMES)}; "
                               "choose from mixed0..mixed10")  # fmt: skip
         if isinstance(spec, str):
             out[layer] = {"by": _feature(where, spec), "gain": list(default_gain)}
@@ -201,7 +200,8 @@ def _layers(value: Any, gain: Any, names: Iterable[str] | None) -> dict[str, dic
             }
         else:
             raise ConfigError(f'{where} must be a feature name like "low" or a table {{ by = "low", gain = [0.5, 2] }}')
-    return out
+    # a mapping for a layer the objective does not use (e.g. after --layers) has nothing to drive: it is dropped
+    return {k: v for k, v in out.items() if k in used}
 
 
 # ---------------------------------------------------------------------------------------------------------------

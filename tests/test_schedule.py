@@ -209,9 +209,11 @@ def test_bad_values(table, match):
         validate_audio_table(table)
 
 
-def test_layer_must_be_dreamed():
-    with pytest.raises(ConfigError, match=r"mixed7 is not a dream layer.*\[dream\] layers"):
-        build_schedule(None, {"layers": {"mixed7": "high"}}, base=BASE, blend=0.6, n_frames=3)
+def test_mapping_for_an_undreamed_layer_is_dropped_but_a_typo_is_an_error():
+    assert validate_audio_table({"layers": {"mixed7": "high"}}, layers=BASE.layer_names)["layers"] == {}
+    build_schedule(None, {"layers": {"mixed7": "high"}}, base=BASE, blend=0.6, n_frames=3)
+    with pytest.raises(ConfigError, match=r"unknown layer 'mixd7'.*did you mean 'mixed7'"):
+        validate_audio_table({"layers": {"mixd7": "high"}}, layers=BASE.layer_names)
 
 
 def test_validate_normalises_without_mutating():

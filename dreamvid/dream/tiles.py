@@ -23,7 +23,7 @@ def tile_starts(n: int, tile: int, overlap: int) -> tuple[list[int], int]:
         return [0], n
     stride = max(1, tile - overlap)
     k = math.ceil((n - overlap) / stride)
-    length = min(tile, math.ceil((n + (k - 1) * overlap) / k))
+    length = min(tile, max(math.ceil((n + (k - 1) * overlap) / k), 96))  # never under the network's minimum
     return [int(round(i * (n - length) / (k - 1))) for i in range(k)], length
 
 
