@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import os
 import sys
 
@@ -66,7 +67,10 @@ def _quiet_native_stderr():
 
 def load(name: str | None = None):
     """Import and return the backend module for ``name`` (after :func:`activate`)."""
-    canon = activate(name)
+    canon = resolve_name(name)
+    if importlib.util.find_spec(f"{__name__}.{canon}_backend") is None:
+        raise ConfigError(f"backend '{canon}' is not available in this version of dreamvid yet; use --backend tensorflow")
+    canon = activate(canon)
     try:
         with _quiet_native_stderr():
             return importlib.import_module(f"{__name__}.{canon}_backend")

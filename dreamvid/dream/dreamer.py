@@ -54,8 +54,8 @@ class Dreamer:
 
     def __init__(self, *, weights=None, backend: str | None = None, precision: str = "fp32",
                  jit: str | bool = "auto", tile_batch: int = 4, seed: int = 0):
-        self.backend_name = backends.activate(backend)
-        self._backend = backends.load(self.backend_name)
+        self._backend = backends.load(backend)
+        self.backend_name = self._backend.name
         self.weights = model.resolve_weights(weights, seed=seed)
         self.precision = precision
         self.jit = jit
