@@ -36,7 +36,7 @@ import numpy as np
 from . import metrics, video
 from .config import Config
 from .dream import Dreamer
-from .errors import DreamvidError, InputError, OutputError
+from .errors import InputError, OutputError
 from .fsutil import atomic_write_bytes, check_output
 from .images import read_image, write_image
 
@@ -225,9 +225,6 @@ def render(
     check_output(output, overwrite=opts.overwrite)
     report_path = report_path_for(output)
     check_output(report_path, overwrite=opts.overwrite)
-    if opts.song is not None:
-        from .audio import load_song  # noqa: F401  (fail fast below on an unreadable song)
-
     info = video.probe(opts.input)
     first, count = video.frame_range(info, opts.start, opts.duration)
     size = video.output_size(info.width, info.height, opts.max_side)
