@@ -15,7 +15,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -e ".[test,jax]"
 	touch $@
 
 demo: setup
@@ -24,6 +24,8 @@ demo: setup
 		--max-side 360 -o out/demo.mp4 --overwrite
 	$(VENV)/bin/dreamvid dream examples/chelsea.png --preset lysergic -o out/chelsea-lysergic.png --overwrite
 
+# The torch backend's tests run when torch is installed in .venv: `.venv/bin/pip install "dreamvid[torch]"`
+# (or a CPU build of torch); otherwise they are skipped. CI installs a CPU build (see .ci/run).
 test: setup
 	$(PY) -m pytest -q
 

@@ -41,6 +41,21 @@ class StepInfo:
     shape: tuple[int, int]
 
 
+def _draw_shift(rng: np.random.Generator, jitter: int) -> tuple[int, int]:
+    """The random roll of one step: two scalar draws, y then x (every path draws them the same way)."""
+    j = int(jitter)
+    return (int(rng.integers(-j, j + 1)), int(rng.integers(-j, j + 1))) if j > 0 else (0, 0)
+
+
+def _dream_shape(shape: tuple[int, int]) -> tuple[int, int]:
+    """The size an image is dreamed at: itself, or upscaled so its short side reaches the network's minimum."""
+    H, W = shape
+    if min(H, W) >= MIN_SIDE:
+        return (H, W)
+    f = MIN_SIDE / min(H, W)
+    return (int(np.ceil(H * f)), int(np.ceil(W * f)))
+
+
 class Dreamer:
     """Dreams images with a pretrained InceptionV3.
 
@@ -50,10 +65,11 @@ class Dreamer:
     backend : ``"tensorflow"`` (default), ``"jax"`` or ``"torch"``
     precision : ``"fp32"`` or ``"bf16"`` (where the backend supports it)
     tile_batch : how many tiles go through the network at once (memory vs. speed)
+    fused : run each octave's whole ascent on the device where the backend can (JAX); ``"auto"`` = yes
     """
 
     def __init__(self, *, weights=None, backend: str | None = None, precision: str = "fp32",
-                 jit: str | bool = "auto", tile_batch: int = 4, seed: int = 0):
+                 jit: str | bool = "auto", tile_batch: int = 4, seed: int = 0, fused: str | bool = "auto"):
         self._backend = backends.load(backend)
         self.backend_name = self._backend.name
         self.weights = model.resolve_weights(weights, seed=seed)
@@ -61,6 +77,9 @@ class Dreamer:
         self.jit = jit
         self.tile_batch = tile_batch
         self._steps: dict[tuple, Callable] = {}
+        self._octaves: dict[tuple, Callable] = {}
+        has_fused = hasattr(self._backend, "make_octave")
+        self.fused = has_fused if fused == "auto" else bool(fused) and has_fused
 
     # -- compiled state, built once --------------------------------------------------------------------------
     def step_fn(self, objective: Objective):
@@ -72,22 +91,38 @@ class Dreamer:
             )
         return self._steps[key]
 
+    def octave_fn(self, objective: Objective, params: DreamParams):
+        """The backend's on-device octave ascent (see ``jax_backend.make_octave``), or None without one."""
+        if not self.fused:
+            return None
+        key = (objective.structure, params.tile_size, params.tile_overlap)
+        if key not in self._octaves:
+            feats = model.feature_model(self.weights, objective.names, self.precision)
+            self._octaves[key] = self._backend.make_octave(
+                feats, channels=objective.channels, precision=self.precision, jit=self.jit,
+                tile=params.tile_size, overlap=params.tile_overlap, batch=self.tile_batch,
+            )
+        return self._octaves[key]
+
     def warm_up(self, params: DreamParams, shape: tuple[int, int]) -> None:
         """Compile every octave/tile shape a run of ``params`` at ``shape`` will use, before the first frame."""
         obj = Objective(params.layers)
-        step = self.step_fn(obj)
-        for s in octave_shapes(*shape, octaves=params.octaves, scale=params.octave_scale):
+        fused = self.octave_fn(obj, params)
+        step = None if fused else self.step_fn(obj)
+        for s in octave_shapes(*_dream_shape(shape), octaves=params.octaves, scale=params.octave_scale):
             x = np.zeros((*s, 3), np.float32)
-            tiled_gradient(x, step, obj.weights, tile=params.tile_size, overlap=params.tile_overlap,
-                           batch=self.tile_batch)
+            if fused:  # one zero-size step compiles the program
+                self._backend.to_host(fused(x, np.zeros((1, 2), np.int32), obj.weights, 0.0)[0])
+            else:
+                tiled_gradient(x, step, obj.weights, tile=params.tile_size, overlap=params.tile_overlap,
+                               batch=self.tile_batch)
 
     # -- the loop ----------------------------------------------------------------------------------------------
     def gradient(self, x: np.ndarray, params: DreamParams, rng: np.random.Generator,
                  objective: Objective | None = None) -> tuple[np.ndarray, float]:
         """One rolled, tiled gradient of the objective at ``x`` (float32 HxWx3 in [-1, 1])."""
         obj = objective or Objective(params.layers)
-        j = int(params.jitter)
-        shift = (int(rng.integers(-j, j + 1)), int(rng.integers(-j, j + 1))) if j > 0 else (0, 0)
+        shift = _draw_shift(rng, params.jitter)
         g, loss = tiled_gradient(roll(x, shift), self.step_fn(obj), obj.weights, tile=params.tile_size,
                                  overlap=params.tile_overlap, batch=self.tile_batch)
         return roll(g, (-shift[0], -shift[1])), loss
@@ -105,17 +140,22 @@ class Dreamer:
         """Dream a float32 HxWx3 image in [-1, 1]; returns the same kind of array."""
         rng = rng if rng is not None else np.random.default_rng(params.seed)
         H, W = x.shape[:2]
-        small = min(H, W) < MIN_SIDE
+        shape = _dream_shape((H, W))
+        small = shape != (H, W)
         if small:  # the network needs >= 75 px: dream an upscaled copy, then scale back
-            f = MIN_SIDE / min(H, W)
-            x = resize(x, (int(np.ceil(H * f)), int(np.ceil(W * f))))
+            x = resize(x, shape)
         obj = Objective(params.layers)
+        fused = self.octave_fn(obj, params)
         shapes = octave_shapes(*x.shape[:2], octaves=params.octaves, scale=params.octave_scale)
         bases = [resize(x, s) for s in shapes]
         detail = np.zeros_like(bases[0])
         for i, base in enumerate(bases):
             detail = resize(detail, base.shape[:2])
             img = base + detail
+            if fused is not None:
+                img = self._fused_octave(fused, img, params, rng, obj, callback, i, len(bases))
+                detail = img - base
+                continue
             for s in range(params.steps):
                 g, loss = self.gradient(img, params, rng, obj)
                 # normalised as in the original DeepDream: the mean |gradient| makes one step_size-sized move
@@ -126,6 +166,17 @@ class Dreamer:
             detail = img - base
         out = base + detail
         return resize(out, (H, W)) if small else out
+
+    def _fused_octave(self, fused, img, params, rng, obj, callback, i, n_octaves) -> np.ndarray:
+        """One octave on the device; the shifts come from ``rng`` in the host loop's order, so both agree."""
+        shifts = np.array([_draw_shift(rng, params.jitter) for _ in range(params.steps)], np.int32).reshape(-1, 2)
+        out, losses = fused(img, shifts, obj.weights, params.step_size)
+        img = self._backend.to_host(out)
+        if callback is not None:
+            losses = np.asarray(losses)
+            for s in range(params.steps):
+                callback(StepInfo(i, n_octaves, s, params.steps, float(losses[s]), img.shape[:2]))
+        return img
 
     def dream(self, image: np.ndarray, params: DreamParams, *, rng: np.random.Generator | None = None,
               callback: Callable[[StepInfo], None] | None = None) -> np.ndarray:

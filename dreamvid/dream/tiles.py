@@ -7,8 +7,10 @@ every step, so no seam stays in one place long enough to show.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -40,6 +42,59 @@ def _window(length: int, start: int, n: int, ramp: int) -> np.ndarray:
     return w
 
 
+@dataclass(frozen=True)
+class TilePlan:
+    """Where the equal tiles of an H×W image go, and how their gradients are cross-faded back together.
+
+    Shared by the numpy loop below and by backends that run the whole ascent on the device.
+    """
+
+    H: int
+    W: int
+    ys: tuple[int, ...]
+    xs: tuple[int, ...]
+    th: int
+    tw: int
+    overlap: int
+
+    @property
+    def single(self) -> bool:
+        return len(self.ys) == 1 and len(self.xs) == 1
+
+    @property
+    def positions(self) -> list[tuple[int, int]]:
+        """Top-left corners, row by row."""
+        return [(y, x) for y in self.ys for x in self.xs]
+
+    @property
+    def count(self) -> int:
+        return len(self.ys) * len(self.xs)
+
+    def chunks(self, batch: int) -> list[list[tuple[int, int]]]:
+        """The positions in groups of at most ``batch`` (one network call each)."""
+        pos, b = self.positions, max(1, int(batch))
+        return [pos[i : i + b] for i in range(0, len(pos), b)]
+
+    def window(self, y: int, x: int) -> np.ndarray:
+        """float32 (th, tw): the blend weight of the tile at (y, x)."""
+        return np.outer(_window(self.th, y, self.H, self.overlap), _window(self.tw, x, self.W, self.overlap))
+
+    @functools.cached_property
+    def inverse_weight_sum(self) -> np.ndarray:
+        """float32 (H, W): 1 / the sum of every tile's window at each pixel (each pixel is covered)."""
+        wsum = np.zeros((self.H, self.W), np.float32)
+        for y, x in self.positions:
+            wsum[y : y + self.th, x : x + self.tw] += self.window(y, x)
+        return (1.0 / wsum).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=64)
+def tile_plan(H: int, W: int, *, tile: int = 512, overlap: int = 64) -> TilePlan:
+    ys, th = tile_starts(H, tile, overlap)
+    xs, tw = tile_starts(W, tile, overlap)
+    return TilePlan(H, W, tuple(ys), tuple(xs), th, tw, overlap)
+
+
 def roll(img: np.ndarray, shift: tuple[int, int]) -> np.ndarray:
     return np.roll(img, shift, axis=(0, 1))
 
@@ -66,27 +121,16 @@ def tiled_gradient(
     grad : float32, shape (H, W, 3)
     loss : float, the tiles' mean loss
     """
-    H, W = img.shape[:2]
-    ys, th = tile_starts(H, tile, overlap)
-    xs, tw = tile_starts(W, tile, overlap)
-    if len(ys) == 1 and len(xs) == 1:
+    plan = tile_plan(*img.shape[:2], tile=tile, overlap=overlap)
+    if plan.single:
         g, losses = step(img[None], weights)
         return g[0], float(losses[0])
-    wy = [_window(th, y, H, overlap) for y in ys]
-    wx = [_window(tw, x, W, overlap) for x in xs]
     acc = np.zeros_like(img)
-    wsum = np.zeros((H, W), np.float32)
-    positions = [(iy, ix) for iy in range(len(ys)) for ix in range(len(xs))]
     loss_total = 0.0
-    batch = max(1, int(batch))
-    for b0 in range(0, len(positions), batch):
-        chunk = positions[b0 : b0 + batch]
-        tiles = np.stack([img[ys[iy] : ys[iy] + th, xs[ix] : xs[ix] + tw] for iy, ix in chunk])
+    for chunk in plan.chunks(batch):
+        tiles = np.stack([img[y : y + plan.th, x : x + plan.tw] for y, x in chunk])
         grads, losses = step(tiles, weights)
         loss_total += float(np.sum(losses))
-        for (iy, ix), g in zip(chunk, grads):
-            w2 = np.outer(wy[iy], wx[ix])
-            y, x = ys[iy], xs[ix]
-            acc[y : y + th, x : x + tw] += g * w2[..., None]
-            wsum[y : y + th, x : x + tw] += w2
-    return acc / wsum[..., None], loss_total / len(positions)
+        for (y, x), g in zip(chunk, grads):
+            acc[y : y + plan.th, x : x + plan.tw] += g * plan.window(y, x)[..., None]
+    return acc * plan.inverse_weight_sum[..., None], loss_total / plan.count
