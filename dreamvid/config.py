@@ -3,7 +3,7 @@
 A *config dict* is the nested plain-dict form of a TOML file::
 
     [dream]   layers, octaves, octave_scale, steps, step_size, jitter, tile_size, tile_overlap, seed
-    [video]   flow, warp, blend, consistency, scene_cut
+    [video]   flow, warp, blend, consistency, scene_cut, flow_max_side
     [audio]   see ``dreamvid.schedule`` and docs/presets.md
 
 ``resolve()`` merges dicts (later wins), checks every key and value, and returns a frozen :class:`Config`.
@@ -80,6 +80,7 @@ class VideoParams:
     blend: float = 0.6  # how much of the warped previous dream carries over, 0..1
     consistency: float = 1.0  # forward-backward check tolerance in px (Ruder et al. use 0.01*|w|^2 + 0.5)
     scene_cut: float = 0.35  # mean abs difference of grey thumbnails (0..1) above which feedback resets
+    flow_max_side: int = 960  # flow is measured on frames scaled down to this long side (0: full size)
 
 
 @dataclass(frozen=True)
@@ -205,6 +206,7 @@ _RULES: dict[str, dict[str, tuple[type, Any, str]]] = {
         "blend": (float, lambda v: 0.0 <= v <= 1.0, "a number from 0 to 1"),
         "consistency": (float, lambda v: 0.0 < v <= 50.0, "a number above 0 and at most 50"),
         "scene_cut": (float, lambda v: 0.0 < v <= 1.0, "a number above 0 and at most 1"),
+        "flow_max_side": (int, lambda v: v == 0 or 64 <= v <= 8192, "0 (full size) or an integer from 64 to 8192"),
     },
 }
 

@@ -255,7 +255,7 @@ def render(
             flows = cut = None
             if prev is not None and k >= state.done:
                 cut = video.scene_cut_score(prev, src) > vp.scene_cut
-                flows = video.flow_pair(src, prev, method=flow_method)
+                flows = video.flow_pair(src, prev, method=flow_method, max_side=vp.flow_max_side)
             seconds["flow"] += time.perf_counter() - t
             yield k, src, prev, flows, cut
             prev = src

@@ -194,6 +194,21 @@ def test_estimated_flow_warps_onto_the_target(method):
     assert np.abs(warp(prev, bwd).astype(float) - cur)[inner].mean() < 2.0
 
 
+def test_flow_measured_on_scaled_down_frames_is_scaled_back_up():
+    """``max_side`` measures on smaller copies; the vectors come back in full-size pixels, at full size."""
+    size = (320, 192)
+    prev = texture(size, seed=4)
+    cur = texture(size, seed=4, shift=(6.0, 3.0))  # cur[x] = prev[x - (6, 3)]
+    bwd, fwd = flow_pair(cur, prev, max_side=160)
+    assert bwd.shape == fwd.shape == (size[1], size[0], 2) and bwd.dtype == np.float32
+    inner = (slice(16, -16), slice(16, -16))
+    assert np.median(bwd[inner][..., 0]) == pytest.approx(-6.0, abs=0.5)
+    assert np.median(bwd[inner][..., 1]) == pytest.approx(-3.0, abs=0.5)
+    assert np.median(fwd[inner][..., 0]) == pytest.approx(6.0, abs=0.5)
+    full_bwd, _ = flow_pair(cur, prev)  # frames no larger than max_side are measured as they are
+    assert np.array_equal(flow_pair(cur, prev, max_side=320)[0], full_bwd)
+
+
 def test_unknown_flow_method_suggests_a_name():
     a = texture(SIZE)
     with pytest.raises(ConfigError) as err:

@@ -100,14 +100,30 @@ def estimate_flow(src: np.ndarray, dst: np.ndarray, *, method: str = "dis") -> n
     return np.ascontiguousarray(flow, dtype=np.float32)
 
 
-def flow_pair(cur: np.ndarray, prev: np.ndarray, *, method: str = "dis") -> tuple[np.ndarray, np.ndarray]:
+def flow_pair(cur: np.ndarray, prev: np.ndarray, *, method: str = "dis",
+              max_side: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Backward and forward flow between two consecutive source frames.
+
+    ``max_side`` > 0 measures the flow on copies scaled down to that long side (area averaging), then scales
+    the flow fields back up to the frames' size, vectors included: about 4x cheaper for 1080p at 960.
 
     Returns
     -------
     (bwd, fwd) : tuple of ndarray, shape (H, W, 2), dtype float32
         ``bwd = estimate_flow(cur, prev)``, ``fwd = estimate_flow(prev, cur)``.
     """
+    h, w = cur.shape[:2]
+    if max_side and max(h, w) > max_side and method != "none":
+        f = max_side / max(h, w)
+        sw, sh = max(8, round(w * f)), max(8, round(h * f))
+        small_cur = cv2.resize(cur, (sw, sh), interpolation=cv2.INTER_AREA)
+        small_prev = cv2.resize(prev, (sw, sh), interpolation=cv2.INTER_AREA)
+        scale = np.array([w / sw, h / sh], np.float32)
+        return tuple(  # type: ignore[return-value]
+            np.ascontiguousarray(cv2.resize(fl, (w, h), interpolation=cv2.INTER_LINEAR) * scale, np.float32)
+            for fl in (estimate_flow(small_cur, small_prev, method=method),
+                       estimate_flow(small_prev, small_cur, method=method))
+        )
     return estimate_flow(cur, prev, method=method), estimate_flow(prev, cur, method=method)
 
 
@@ -187,18 +203,34 @@ def consistency_mask(
         raise ValueError(f"expected two flows of the same shape (H, W, 2), got {bwd.shape} and {fwd.shape}")
     if tol <= 0:
         raise ConfigError(f"consistency tolerance {tol} is invalid: use a positive number of pixels (e.g. 1.0)")
-    w_hat = bwd.astype(np.float32, copy=False)
-    w_tilde = warp(fwd.astype(np.float32, copy=False), w_hat)
-    s = w_tilde + w_hat
-    lhs = (s * s).sum(axis=2)
-    rhs = 0.01 * ((w_tilde * w_tilde).sum(axis=2) + (w_hat * w_hat).sum(axis=2)) + 0.5 * tol
-    reliable = lhs <= rhs
+    # Per-plane OpenCV arithmetic: the same formulas as numpy over (H, W, 2), about 10x faster at 1080p
+    # (a numpy reduction over a last axis of 2 is slow, and OpenCV's element-wise ops are vectorised).
+    w_hat = np.ascontiguousarray(bwd, np.float32)
+    w_tilde = warp(np.ascontiguousarray(fwd, np.float32), w_hat)
+    hx, hy = cv2.split(w_hat)
+    tx, ty = cv2.split(w_tilde)
+    hat2 = cv2.magnitude(hx, hy)
+    hat2 = cv2.multiply(hat2, hat2)
+    tilde2 = cv2.magnitude(tx, ty)
+    tilde2 = cv2.multiply(tilde2, tilde2)
+    lhs = cv2.magnitude(cv2.add(tx, hx), cv2.add(ty, hy))
+    lhs = cv2.multiply(lhs, lhs)
+    rhs = cv2.addWeighted(tilde2, 0.01, hat2, 0.01, 0.5 * tol)
+    reliable = cv2.compare(lhs, rhs, cv2.CMP_LE)
     if motion_boundaries:
         grad = np.zeros(w_hat.shape[:2], np.float32)
-        for c in range(2):
-            gy, gx = np.gradient(w_hat[..., c])
-            grad += gx * gx + gy * gy
-        reliable &= grad <= 0.01 * (w_hat * w_hat).sum(axis=2) + 0.002 * tol
+        for plane in (hx, hy):
+            # central differences inside, one-sided at the border: what np.gradient computes
+            gx = cv2.Sobel(plane, cv2.CV_32F, 1, 0, ksize=1, scale=0.5, borderType=cv2.BORDER_REFLECT_101)
+            gy = cv2.Sobel(plane, cv2.CV_32F, 0, 1, ksize=1, scale=0.5, borderType=cv2.BORDER_REFLECT_101)
+            if plane.shape[1] > 1:
+                gx[:, 0], gx[:, -1] = plane[:, 1] - plane[:, 0], plane[:, -1] - plane[:, -2]
+            if plane.shape[0] > 1:
+                gy[0], gy[-1] = plane[1] - plane[0], plane[-1] - plane[-2]
+            grad = cv2.add(grad, cv2.add(cv2.multiply(gx, gx), cv2.multiply(gy, gy)))
+        bound = cv2.addWeighted(hat2, 0.01, hat2, 0.0, 0.002 * tol)
+        reliable = cv2.bitwise_and(reliable, cv2.compare(grad, bound, cv2.CMP_LE))
+    reliable = reliable > 0
     mask = reliable.astype(np.float32)
     if erode > 0:
         k = 2 * int(erode) + 1
@@ -294,11 +326,14 @@ def coherent_init(
         raise ValueError(f"frames differ in shape: {src.shape}, {prev_src.shape}, {prev_dream.shape}")
     bwd, fwd = flows if flows is not None else flow_pair(src, prev_src, method=method)
     mask = consistency_mask(bwd, fwd, tol=tol)
-    weight = (blend * mask)[..., None]
-    s = src.astype(np.float32)
+    # OpenCV's saturating, vectorised arithmetic: the same as numpy's float32 formulas followed by
+    # clip(rint(·), 0, 255), about 5x faster at 1080p (this runs on the render's critical path).
+    weight = cv2.merge([blend * mask] * src.shape[2]) if src.ndim == 3 else blend * mask
     if mode == "delta":
-        delta = prev_dream.astype(np.float32) - prev_src.astype(np.float32)
-        init = s + weight * warp(delta, bwd)
+        delta = cv2.subtract(prev_dream, prev_src, dtype=cv2.CV_32F)
+        init = cv2.add(src, cv2.multiply(weight, warp(delta, bwd)), dtype=cv2.CV_8U)
     else:
-        init = (1.0 - weight) * s + weight * warp(prev_dream.astype(np.float32), bwd)
-    return np.clip(np.rint(init), 0, 255).astype(np.uint8), mask
+        carried = cv2.multiply(weight, warp(prev_dream.astype(np.float32), bwd))
+        kept = cv2.multiply(cv2.subtract(1.0, weight), src, dtype=cv2.CV_32F)
+        init = cv2.add(kept, carried, dtype=cv2.CV_8U)
+    return init, mask
