@@ -3,6 +3,7 @@
     python benchmarks/gpu.py                                  # every installed backend, fp32+bf16, 720p+1080p
     python benchmarks/gpu.py --backends jax --precisions bf16 --sizes 1920x1080 --frames 16
     python benchmarks/gpu.py --sizes 640x360 --frames 1 --no-end-to-end    # a quick look on a CPU
+    python benchmarks/gpu.py --backends "" --no-baseline                   # only the CPU stages, per frame
 
 The workload (issue 5): layers mixed3, mixed4 and mixed5 equally weighted; 3 octaves at scale 1.4; 6 steps per
 octave; flow blending on (end to end). Tiles are as large as the frame (``--tile-size``), as a GPU wants.
@@ -206,6 +207,7 @@ def cpu_stages(args) -> None:
     import numpy as np
 
     from dreamvid import metrics, video
+    from dreamvid.config import VideoParams
     from dreamvid.images import write_image
 
     for size in args.sizes.split(","):
@@ -228,7 +230,7 @@ def cpu_stages(args) -> None:
                 t = time.perf_counter()
                 video.scene_cut_score(prev, src)
                 t1 = time.perf_counter()
-                flows = video.flow_pair(src, prev)
+                flows = video.flow_pair(src, prev, max_side=VideoParams().flow_max_side)
                 t2 = time.perf_counter()
                 _, mask = video.coherent_init(src, prev, dreams[k - 1], flows=flows)
                 t3 = time.perf_counter()
@@ -391,7 +393,7 @@ def main() -> None:
             rows += spawn(["--peer", *common], None)
         else:
             print("  (no torchvision here: peer baseline skipped)")
-    for b in args.backends.split(","):
+    for b in [b for b in args.backends.split(",") if b]:
         if not installed(b):
             print(f"  ({b} is not installed: skipped)")
             continue
