@@ -65,16 +65,20 @@ def _variables(model):
     return ([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables])
 
 
-def make_step(model, *, channels, precision: str = "fp32", jit: str | bool = "auto"):
-    """Build the step function for ``model`` (outputs = the objective's layers). See ``backends.base``."""
+def _grad_fn(model, channels):
+    """``(grad, trainable, non_trainable)``: ``grad(tiles, weights, tv, ntv) -> (d sum(losses)/d tiles, losses)``."""
     losses_of = _losses_fn(model, channels)
-    tv, ntv = _variables(model)
 
     def total(tiles, weights, tv, ntv):
         losses = losses_of(tiles, weights, tv, ntv)
         return jnp.sum(losses), losses
 
-    grad = jax.grad(total, has_aux=True)
+    return (jax.grad(total, has_aux=True), *_variables(model))
+
+
+def make_step(model, *, channels, precision: str = "fp32", jit: str | bool = "auto"):
+    """Build the step function for ``model`` (outputs = the objective's layers). See ``backends.base``."""
+    grad, tv, ntv = _grad_fn(model, channels)
     if _use_jit(jit):
         grad = jax.jit(grad)
 
@@ -105,14 +109,7 @@ def make_octave(model, *, channels, precision: str = "fp32", jit: str | bool = "
     host never waits. (An XLA ``fori_loop`` over the steps measured 2.5x slower on CPU, whose while-loop
     bodies run without the usual intra-op parallelism; an unrolled loop would compile once per step count.)
     """
-    losses_of = _losses_fn(model, channels)
-    tv, ntv = _variables(model)
-
-    def total(tiles, weights, tv, ntv):
-        losses = losses_of(tiles, weights, tv, ntv)
-        return jnp.sum(losses), losses
-
-    grad = jax.grad(total, has_aux=True)
+    grad, tv, ntv = _grad_fn(model, channels)
 
     @functools.lru_cache(maxsize=None)
     def program(H: int, W: int):
