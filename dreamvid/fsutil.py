@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,6 +31,23 @@ def check_output(path: str | os.PathLike, *, overwrite: bool) -> Path:
     return path
 
 
+def _new_temp(folder: Path, *, prefix: str, suffix: str) -> Path:
+    """Create an empty file with a fresh name in ``folder``, with the mode a normal write gives (0666 less the umask).
+
+    ``tempfile.mkstemp`` creates 0600 files, and the rename keeps that mode: outputs would be private.
+    """
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        name = Path(folder) / f"{prefix}{secrets.token_hex(4)}{suffix}"
+        try:
+            fd = os.open(name, flags, 0o666)  # the kernel applies the umask, as for open(name, "w")
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return name
+    raise FileExistsError(f"no free temporary name in {folder}")
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it over ``path``, on error delete it.
@@ -39,11 +56,9 @@ def atomic_output(path: str | os.PathLike, *, overwrite: bool = False) -> Iterat
     """
     path = check_output(path, overwrite=overwrite)
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent or ".")
+        tmp = _new_temp(path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
     except OSError as e:  # e.g. a read-only file system, which os.access does not see
         raise OutputError(f"cannot write to {path.parent}: {e.strerror}; choose a writable -o path") from None
-    os.close(fd)
-    tmp = Path(tmp_name)
     try:
         yield tmp
         if not tmp.exists() or tmp.stat().st_size == 0:

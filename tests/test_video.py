@@ -347,6 +347,23 @@ def test_frame_writer_leaves_nothing_on_error(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def _packet_hashes(path, *, decode: bool = False) -> list[tuple[int, str, bool]]:
+    """(size, md5, keyframe) of each video packet as stored (``-c copy``), or of each decoded frame."""
+    import subprocess
+
+    from dreamvid.video.decode import ffmpeg_exe
+
+    copy = [] if decode else ["-c", "copy"]
+    text = subprocess.run(
+        [ffmpeg_exe(), "-loglevel", "error", "-nostdin", "-i", f"file:{path}", "-map", "0:v:0", *copy,
+         "-f", "framemd5", "-"],
+        capture_output=True, check=True, text=True,
+    ).stdout  # fmt: skip
+    rows = [ln.split(",") for ln in text.splitlines() if ln and not ln.startswith("#")]
+    # flags are printed only when they differ from a keyframe's ("F=0x0": not a keyframe)
+    return [(int(r[4]), r[5].strip(), len(r) < 7 or bool(int(r[6].split("=")[1], 16) & 1)) for r in rows]
+
+
 def test_concat_joins_segments_without_reencoding(tmp_path):
     a = make_clip(tmp_path / "a.mp4", n=10, size=SIZE, fps=FPS)
     b = make_clip(tmp_path / "b.mp4", n=14, size=SIZE, fps=FPS)
@@ -354,6 +371,17 @@ def test_concat_joins_segments_without_reencoding(tmp_path):
     info = probe(out)
     assert info.frame_count == 24 and count_frames(out) == 24
     assert info.fps == pytest.approx(FPS)
+    # the very same packets: a re-encode (even a lossless one) changes them; only each segment's first
+    # keyframe may gain the in-band parameter sets (SPS/PPS) that the concat demuxer puts in front of it
+    parts, joined = _packet_hashes(a) + _packet_hashes(b), _packet_hashes(out)
+    assert len(joined) == len(parts) == 24
+    for (size, md5, key), (jsize, jmd5, jkey) in zip(parts, joined, strict=True):
+        assert jkey == key
+        if key:
+            assert size <= jsize <= size + 200
+        else:
+            assert (jsize, jmd5) == (size, md5)
+    assert _packet_hashes(out, decode=True) == _packet_hashes(a, decode=True) + _packet_hashes(b, decode=True)
     with pytest.raises(OutputError):
         concat([a, b], out)
 

@@ -1,10 +1,10 @@
-"""Everything that touches video: decode (OpenCV), optical flow and warping, encode + mux (ffmpeg, moviepy).
+"""Everything that touches video: decode (OpenCV), optical flow and warping, encode + mux (ffmpeg).
 
 Frames are uint8 RGB arrays of shape (H, W, 3) and are always streamed, one at a time.
 """
 
 from .decode import VideoInfo, frame_range, has_audio, iter_frames, output_size, probe
-from .encode import FrameWriter, concat, count_frames, mux, stream_durations
+from .encode import FrameWriter, check_container, check_song, concat, count_frames, mux, stream_durations
 from .flow import (
     FLOW_METHODS,
     WARP_MODES,
@@ -26,6 +26,8 @@ __all__ = [
     "FrameWriter",
     "concat",
     "mux",
+    "check_container",
+    "check_song",
     "count_frames",
     "stream_durations",
     "FLOW_METHODS",

@@ -3,11 +3,17 @@
 Everything goes through the ffmpeg binary shipped with ``imageio-ffmpeg``. Frames are piped to it one
 at a time (rawvideo rgb24 on stdin), so memory does not grow with the clip. Every output is written to
 a temporary file beside the target and renamed only when ffmpeg finished cleanly.
+
+Every path handed to ffmpeg carries the ``file:`` prefix (:func:`ffmpeg_url`), so names such as
+``take:2.wav`` or ``-x.mp4`` are never read as a protocol or an option. Videos are tagged BT.709
+(primaries, transfer, matrix; limited range) and converted from RGB with the BT.709 matrix, so players
+do not have to guess.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import os
 import re
@@ -21,9 +27,39 @@ import numpy as np
 
 from ..errors import AudioError, ConfigError, InputError, OutputError, VideoError, suggest
 from ..fsutil import atomic_output, check_output
-from .decode import ffmpeg_exe, ffmpeg_listing, has_audio, probe
+from .decode import ffmpeg_exe
 
-__all__ = ["FrameWriter", "concat", "mux", "count_frames", "stream_durations", "fps_fraction", "X264_PRESETS"]
+__all__ = [
+    "FrameWriter",
+    "concat",
+    "mux",
+    "check_container",
+    "check_song",
+    "count_frames",
+    "stream_durations",
+    "fps_fraction",
+    "ffmpeg_url",
+    "CONTAINERS",
+    "X264_PRESETS",
+]
+
+#: Output containers that hold H.264 video with AAC sound (suffix -> muxer options).
+CONTAINERS = {
+    ".mp4": ["-movflags", "+faststart"],
+    ".m4v": ["-movflags", "+faststart"],
+    ".mov": ["-movflags", "+faststart"],
+    ".mkv": [],
+}
+
+#: BT.709, limited ("tv") range: the conversion from RGB and the tags written into the stream and container.
+_BT709 = [
+    "-vf", ("scale=out_color_matrix=bt709:out_range=tv,format=yuv420p,"
+            "setparams=range=tv:color_primaries=bt709:color_trc=bt709:colorspace=bt709"),
+    "-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709", "-color_range", "tv",
+]  # fmt: skip
+
+#: Sample rate of the sound track written by :func:`mux`.
+AUDIO_RATE = 44100
 
 X264_PRESETS = (
     "ultrafast",
@@ -39,11 +75,63 @@ X264_PRESETS = (
 )
 
 
-def fps_fraction(fps: float) -> Fraction:
-    """Exact frame rate for ffmpeg: ``29.97002997 -> 30000/1001``, ``25.0 -> 25/1``."""
+def fps_fraction(fps: float | Fraction) -> Fraction:
+    """Exact frame rate for ffmpeg: ``29.97002997 -> 30000/1001``, ``25.0 -> 25/1``.
+
+    The NTSC family is recognised from its usual roundings too (``29.97``, ``23.976``, ``59.94`` ->
+    ``30000/1001``, ``24000/1001``, ``60000/1001``), so a typed rate gives the same file as a probed one.
+    A :class:`~fractions.Fraction` is kept as it is.
+    """
+    if isinstance(fps, Fraction):
+        if fps <= 0:
+            raise ConfigError(f"frame rate {fps} is invalid: use a positive number such as 24 or 29.97")
+        return fps
+    try:
+        fps = float(fps)
+    except (TypeError, ValueError):
+        raise ConfigError(f"frame rate {fps!r} is invalid: use a positive number such as 24 or 29.97") from None
     if not math.isfinite(fps) or fps <= 0:
         raise ConfigError(f"frame rate {fps!r} is invalid: use a positive number such as 24 or 29.97")
+    if abs(fps - round(fps)) < 1e-6:
+        return Fraction(round(fps))
+    ntsc = round(fps * 1.001)
+    if ntsc >= 1 and abs(fps - ntsc * 1000 / 1001) < 5e-3 * ntsc / 30:
+        return Fraction(ntsc * 1000, 1001)
     return Fraction(fps).limit_denominator(1001)
+
+
+def ffmpeg_url(path: str | os.PathLike) -> str:
+    """``path`` as ffmpeg must see it: with the ``file:`` prefix, so no part of the name reads as a protocol
+    (``take:2.wav``) or an option (``-x.mp4``)."""
+    return "file:" + os.fspath(path)
+
+
+def _concat_quote(text: str) -> str:
+    """Quote one path for an ffconcat listing: single quotes, with ``'`` written as ``'\\''``."""
+    if "\n" in text or "\r" in text:
+        raise OutputError(f"cannot join {text!r}: ffmpeg's concat listing cannot hold a line break in a file name")
+    return "'" + text.replace("'", "'\\''") + "'"
+
+
+def check_container(path: str | os.PathLike) -> Path:
+    """Raise :class:`OutputError` unless ``path``'s suffix names a container that holds H.264 and AAC.
+
+    Cheap (no file is touched): call it before the first frame, so a wrong ``-o`` fails at once.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in CONTAINERS:
+        return path
+    choices = ", ".join(CONTAINERS)
+    if not suffix:
+        raise OutputError(
+            f"output {path} has no file extension: name it {path.name}.mp4 (dreamvid writes H.264 video with "
+            f"AAC sound, in {choices})"
+        )
+    raise OutputError(
+        f"output {path} cannot be written: a {suffix} file cannot hold H.264 video with AAC sound; "
+        f"use {path.stem}.mp4 (or {choices})"
+    )
 
 
 def _last_line(text: str) -> str:
@@ -51,21 +139,69 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else "no message"
 
 
-def _run_ffmpeg(args: Sequence[str], *, what: str, error: type[Exception] = OutputError) -> str:
-    """Run ffmpeg to completion with stderr in a temp file; raise ``error`` with its last line on failure."""
+def _ffmpeg(args: Sequence[str], *, stdout: bool = False) -> tuple[int, str, str]:
+    """Run ffmpeg to completion with stderr in a temp file: ``(return code, stdout or "", stderr)``."""
     with tempfile.TemporaryFile() as log:
         proc = subprocess.run(
             [ffmpeg_exe(), "-hide_banner", "-nostdin", *args],
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
+            stdout=subprocess.PIPE if stdout else subprocess.DEVNULL,
             stderr=log,
             check=False,
         )
         log.seek(0)
         text = log.read().decode("utf-8", "replace")
-    if proc.returncode != 0:
+    return proc.returncode, proc.stdout.decode("utf-8", "replace") if stdout else "", text
+
+
+def _run_ffmpeg(
+    args: Sequence[str], *, what: str, error: type[Exception] = OutputError, stdout: bool = False
+) -> str:
+    """Run ffmpeg; raise ``error`` with its last line on failure. Returns its stderr, or its stdout if ``stdout``."""
+    rc, out, text = _ffmpeg(args, stdout=stdout)
+    if rc != 0:
         raise error(f"ffmpeg failed while {what}: {_last_line(text)}")
-    return text
+    return out if stdout else text
+
+
+def _listing(path: Path) -> str:
+    """The stderr of ``ffmpeg -i file:path``: the container and stream listing, or why it cannot be read."""
+    proc = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", ffmpeg_url(path)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        check=False,
+    )
+    return proc.stderr.decode("utf-8", "replace")
+
+
+def _has_stream(listing: str, kind: str) -> bool:
+    return re.search(rf"Stream #\d+:\d+.*?: {kind}:", listing) is not None
+
+
+def _packets(input_args: Sequence[str], selector: str, *, what: str) -> tuple[Fraction, list[tuple[int, int, int]]]:
+    """Time base and ``(dts, pts, duration)`` of every packet of one stream, in file order, without decoding."""
+    text = _run_ffmpeg(
+        ["-loglevel", "error", *input_args, "-map", selector, "-c", "copy", "-f", "framecrc", "pipe:1"],
+        what=what, error=VideoError, stdout=True,
+    )  # fmt: skip
+    tb = Fraction(1, 1)
+    packets = []
+    for line in text.splitlines():
+        if line.startswith("#tb 0:"):
+            tb = Fraction(line.split(":", 1)[1].strip())
+        elif line and not line.startswith("#"):
+            _, dts, pts, dur = (int(v) for v in line.split(",")[:4])
+            packets.append((dts, pts, dur))
+    return tb, packets
+
+
+def _span(tb: Fraction, packets: Sequence[tuple[int, int, int]]) -> Fraction:
+    """Presented duration in seconds: from the first frame's start to the last frame's end."""
+    first = min(p for _, p, _ in packets)
+    last = max(packets, key=lambda pk: pk[1])
+    return (last[1] + last[2] - first) * tb
 
 
 class FrameWriter:
@@ -82,8 +218,8 @@ class FrameWriter:
     ----------
     path : str or PathLike
         Output file (``.mp4``).
-    fps : float
-        Frame rate; passed to ffmpeg as a fraction (``Fraction(fps).limit_denominator(1001)``).
+    fps : float or Fraction
+        Frame rate; passed to ffmpeg as an exact fraction (:func:`fps_fraction`: ``29.97 -> 30000/1001``).
     size : (width, height)
         Frame size; both sides must be even (yuv420p). Frames are never resized or padded.
     crf : int
@@ -102,7 +238,7 @@ class FrameWriter:
         self,
         path: str | os.PathLike,
         *,
-        fps: float,
+        fps: float | Fraction,
         size: tuple[int, int],
         crf: int = 18,
         preset: str = "medium",
@@ -134,9 +270,9 @@ class FrameWriter:
         self._log = self._stack.enter_context(tempfile.TemporaryFile())
         cmd = [
             ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-framerate", str(self.fps), "-i", "-",
-            "-an", "-c:v", "libx264", "-preset", preset, "-crf", str(int(crf)), "-pix_fmt", "yuv420p",
-            "-movflags", "+faststart", str(self._tmp),
+            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-framerate", str(self.fps), "-i", "pipe:0",
+            "-an", *_BT709, "-c:v", "libx264", "-preset", preset, "-crf", str(int(crf)), "-pix_fmt", "yuv420p",
+            *CONTAINERS.get(self.path.suffix.lower(), []), ffmpeg_url(self._tmp),
         ]  # fmt: skip
         try:
             self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log)
@@ -235,6 +371,14 @@ def _check_input(path: str | os.PathLike, kind: str, error: type[InputError]) ->
 def concat(segments: Sequence[str | os.PathLike], out: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Join MP4 segments written with the same settings, without re-encoding (concat demuxer, ``-c copy``).
 
+    The packets are copied unchanged; only their decode timestamps are rewritten into one even sequence.
+    x264 delays decoding by two frames (B-pyramid) once a segment has three frames, but not in a segment of one
+    or two, so a short last segment would decode two frames early. The concat demuxer keeps each segment's
+    own decode timestamps, which left a three-frame step at the join: the MP4's media duration (``mdhd``) grew
+    by two frames and players read a wrong frame rate (48 + 2 frames at 25 fps read 24.04 fps). Here the
+    decode timestamps become ``first + k / fps - delay``, with the largest delay of any segment, so each sample
+    lasts exactly one frame.
+
     Parameters
     ----------
     segments : sequence of paths
@@ -252,40 +396,93 @@ def concat(segments: Sequence[str | os.PathLike], out: str | os.PathLike, *, ove
     paths = [_check_input(s, "segment", VideoError).resolve() for s in segments]
     out = check_output(out, overwrite=overwrite)
     with tempfile.TemporaryDirectory() as tmpdir:
-        listing = Path(tmpdir) / "segments.txt"
-        lines = ["file '" + str(p).replace("'", r"'\''") + "'" for p in paths]
+        listing = Path(tmpdir) / "segments.ffconcat"
+        lines = ["ffconcat version 1.0"] + ["file " + _concat_quote(ffmpeg_url(p)) for p in paths]
         listing.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        source = ["-f", "concat", "-safe", "0", "-i", ffmpeg_url(listing)]
+        tb, packets = _packets(source, "0:v:0", what=f"reading the segments of {out}")
+        retime = _even_dts(tb, packets)
         with atomic_output(out, overwrite=overwrite) as tmp:
             _run_ffmpeg(
-                ["-loglevel", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(listing),
-                 "-map", "0", "-c", "copy", "-movflags", "+faststart", str(tmp)],
+                ["-loglevel", "error", "-y", *source, "-map", "0", "-c", "copy",
+                 *(["-bsf:v", retime] if retime else []),
+                 *CONTAINERS.get(out.suffix.lower(), []), ffmpeg_url(tmp)],
                 what=f"joining segments into {out}",
             )  # fmt: skip
     return out
 
 
-def _open_song(song: Path):
-    from moviepy import AudioFileClip
+def _even_dts(tb: Fraction, packets: Sequence[tuple[int, int, int]]) -> str | None:
+    """A ``setts`` filter giving constant-rate packets evenly spaced decode timestamps, or None if they have them.
 
-    # Ask ffmpeg first: moviepy's reader fails noisily (and leaks a half-built reader) on bad files.
-    listing = ffmpeg_listing(song)
-    if re.search(r"Stream #\d+:\d+.*?: Audio:", listing) is None:
-        lines = [ln.strip() for ln in listing.splitlines() if ln.strip() and not ln.startswith(" ")]
-        reason = lines[-1].split(": ", 1)[-1] if lines else "no audio stream"
-        if "At least one output file" in reason or "Output file" in reason:
-            reason = "no audio stream"
-        raise AudioError(f"cannot read the song {song}: not a readable audio file ({reason}); convert it to WAV or MP3")
-    try:
-        clip = AudioFileClip(str(song))
-    except Exception as e:  # moviepy raises OSError, IOError, KeyError, ... for unreadable files
-        reason = _last_line(str(e)).rstrip(".")[:200]
+    ``packets`` are ``(dts, pts, duration)`` in decode order, in units of ``tb``. The k-th packet gets
+    ``dts = p0 + k * step - delay``: ``p0`` the first presentation time, ``step`` the frame duration and
+    ``delay`` the first segment's own delay, or more if a later segment needs more to keep every
+    ``dts <= pts``. Variable-rate input is left alone.
+    """
+    if not packets:
+        return None
+    pts = sorted(p for _, p, _ in packets)
+    steps = {b - a for a, b in itertools.pairwise(pts)}
+    if len(steps) > 1 or 0 in steps:
+        return None
+    step = steps.pop() if steps else packets[0][2]
+    if step <= 0:
+        return None
+    # at least the first segment's own delay, so segments that already agree are copied untouched
+    delay = max(0, packets[0][1] - packets[0][0], max(s - p for s, (_, p, _) in zip(pts, packets, strict=True)))
+    want = [(pts[0] + k * step - delay, step) for k in range(len(packets))]
+    if [(d, dur) for d, _, dur in packets] == want:
+        return None
+    # Relative to the first packet's PTS and in seconds over TB: ffmpeg may shift the timestamps and change
+    # the time base between the demuxer and this filter, so no absolute value from the listing is used.
+    back = (delay + packets[0][1] - pts[0]) * tb
+    st = float(step * tb)
+    # pts=PTS is spelled out: left to its default, this ffmpeg's setts writes the DTS into the PTS too.
+    return f"setts=pts=PTS:dts=STARTPTS+round((N*{st!r}-{float(back)!r})/TB):duration=round({st!r}/TB)"
+
+
+def _song_reason(text: str, path: Path) -> str:
+    """The useful part of ffmpeg's stderr about an audio input ``path``, in a few words, without the path."""
+    if "matches no streams" in text or "does not contain any stream" in text:
+        return "no audio stream"
+    line = _last_line(text)
+    for name in (ffmpeg_url(path), str(path)):
+        line = line.replace(name, "")
+    line = re.sub(r"^(\[[^]]*\] )?Error [^:]*: ", "", line)  # "Error opening input files: Invalid data ..."
+    return line.strip(" :.")[:200] or "ffmpeg could not decode it"
+
+
+def _audio_filter(skip: int, keep: int) -> str:
+    """Resample to :data:`AUDIO_RATE`, keep samples ``[skip, skip + keep)`` and restart the clock at zero."""
+    return (
+        f"aresample={AUDIO_RATE},atrim=start_sample={skip}:end_sample={skip + keep},"
+        "asetpts=N/SR/TB"
+    )
+
+
+def _audio_args(path: Path, *, skip: int, keep: int, loop: bool, bitrate: str) -> tuple[list[str], list[str]]:
+    """The input and output ffmpeg arguments that turn ``path``'s first audio stream into the sound track."""
+    inputs = (["-stream_loop", "-1"] if loop else []) + ["-i", ffmpeg_url(path)]
+    outputs = ["-af", _audio_filter(skip, keep), "-ac", "2", "-c:a", "aac", "-b:a", bitrate]
+    return inputs, outputs
+
+
+def check_song(path: str | os.PathLike, *, seconds: float = 1.0) -> Path:
+    """Raise :class:`AudioError` unless ``path`` decodes as audio the way :func:`mux` reads it.
+
+    The first ``seconds`` go through the mux's own ffmpeg arguments (decode, resample, AAC) into nothing:
+    cheap enough to call before the first frame of a render.
+    """
+    path = _check_input(path, "song", AudioError)
+    inputs, outputs = _audio_args(path, skip=0, keep=max(1, round(seconds * AUDIO_RATE)), loop=False, bitrate="64k")
+    rc, _, text = _ffmpeg(["-loglevel", "error", *inputs, "-map", "0:a:0", *outputs, "-f", "null", "-"])
+    if rc != 0:
         raise AudioError(
-            f"cannot read the song {song}: not a readable audio file ({reason}); convert it to WAV or MP3"
-        ) from None
-    if not clip.duration or clip.duration <= 0:
-        clip.close()
-        raise AudioError(f"the song {song} holds no audio: convert it to WAV or MP3")
-    return clip
+            f"cannot read the song {path}: not a readable audio file ({_song_reason(text, path)}); "
+            "convert it to WAV or MP3"
+        )
+    return path
 
 
 def mux(
@@ -302,15 +499,16 @@ def mux(
 ) -> float | None:
     """Add a sound track to a rendered (silent) video, without re-encoding the video.
 
-    The audio is prepared with moviepy and written as AAC; the video stream is copied, so its frame
-    count and frame rate stay exact.
+    One ffmpeg run: the video stream is copied (its frames and timestamps stay exact), the audio is
+    decoded, resampled to 44.1 kHz stereo, cut to the sample and encoded as AAC. The sound never runs past
+    the last frame, so the file lasts exactly ``frames / fps`` seconds.
 
     Parameters
     ----------
     video : path
         The rendered video (its own audio, if any, is ignored).
     out : path
-        Output MP4, written atomically.
+        Output file (:data:`CONTAINERS`), written atomically.
     song : path or None
         Music. Longer than the video: cut to the video's duration. Shorter: the video goes on in
         silence, or with ``loop_song`` the song repeats to fill the video.
@@ -335,71 +533,50 @@ def mux(
     AudioError
         If the song is missing, empty or unreadable.
     OutputError
-        If ``out`` exists without ``overwrite`` or ffmpeg fails.
+        If ``out`` exists without ``overwrite``, its container cannot hold H.264 + AAC, or ffmpeg fails.
     """
-    from moviepy import afx
-
     if not math.isfinite(start) or start < 0:
         raise ConfigError(f"start {start} s is invalid: use a time >= 0 seconds")
     video = _check_input(video, "video", VideoError)
+    check_container(out)
     out = check_output(out, overwrite=overwrite)
-    song = _check_input(song, "song", AudioError) if song is not None else None
+    song = check_song(song) if song is not None else None
     source = _check_input(source, "source video", VideoError) if source is not None else None
-    info = probe(video)
-    vdur = info.frame_count / info.fps
+    tb, packets = _packets(["-i", ffmpeg_url(video)], "0:v:0", what=f"reading {video}")
+    if not packets:
+        raise VideoError(f"{video} has no video frames: render at least one frame")
+    keep = math.floor(_span(tb, packets) * AUDIO_RATE)  # samples: never past the last frame
 
-    clips = []
-    try:
-        audio = None
-        if song is not None:
-            base = _open_song(song)
-            clips.append(base)
-            if base.duration > vdur:
-                audio = base.subclipped(0, vdur)
-            elif loop_song and base.duration < vdur:
-                audio = base.with_effects([afx.AudioLoop(duration=vdur)])
-            else:
-                audio = base
-        elif source is not None and has_audio(source):
-            base = _open_song(source)
-            clips.append(base)
-            if start >= base.duration:
-                if on_warning is not None:
-                    on_warning(f"the audio of {source.name} ends before {start:g} s: the output has no sound")
-            else:
-                audio = base.subclipped(start, min(base.duration, start + vdur))
-        if audio is not None:
-            clips.append(audio)
+    audio = None
+    if song is not None:
+        audio = _audio_args(song, skip=0, keep=keep, loop=loop_song, bitrate=audio_bitrate)
+    elif source is not None and _has_stream(_listing(source), "Audio"):
+        length = _decoded_duration(source, "0:a:0")
+        if length is None or start >= length:
+            if on_warning is not None:
+                on_warning(f"the audio of {source.name} ends before {start:g} s: the output has no sound")
+        else:
+            audio = _audio_args(source, skip=round(start * AUDIO_RATE), keep=keep, loop=False, bitrate=audio_bitrate)
 
-        with atomic_output(out, overwrite=overwrite) as tmp:
-            if audio is None:
-                _run_ffmpeg(
-                    ["-loglevel", "error", "-y", "-i", str(video), "-map", "0:v:0", "-c:v", "copy",
-                     "-movflags", "+faststart", str(tmp)],
-                    what=f"writing {out}",
-                )  # fmt: skip
-                return None
-            with tempfile.TemporaryDirectory() as tmpdir:
-                m4a = Path(tmpdir) / "audio.m4a"
-                try:
-                    audio.write_audiofile(str(m4a), fps=44100, codec="aac", bitrate=audio_bitrate, logger=None)
-                except Exception as e:
-                    what = f"the song {song}" if song is not None else f"the audio of {source}"
-                    raise AudioError(
-                        f"cannot decode {what} ({_last_line(str(e))[:200]}): convert it to WAV or MP3"
-                    ) from None
-                _run_ffmpeg(
-                    ["-loglevel", "error", "-y", "-i", str(video), "-i", str(m4a),
-                     "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "copy",
-                     "-movflags", "+faststart", str(tmp)],
-                    what=f"muxing the audio into {out}",
-                )  # fmt: skip
-            written = stream_durations(tmp).get("audio")
-        return written if written is not None else float(audio.duration)
-    finally:
-        for clip in reversed(clips):
-            with contextlib.suppress(Exception):
-                clip.close()
+    with atomic_output(out, overwrite=overwrite) as tmp:
+        args = ["-loglevel", "error", "-y", "-i", ffmpeg_url(video)]
+        if audio is None:
+            args += ["-map", "0:v:0", "-c:v", "copy"]
+        else:
+            inputs, outputs = audio
+            args += [*inputs, "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", *outputs]
+        rc, _, text = _ffmpeg([*args, *CONTAINERS.get(out.suffix.lower(), []), ffmpeg_url(tmp)])
+        if rc != 0:
+            path = song if song is not None else source
+            if audio is None or ffmpeg_url(path) not in text:
+                raise OutputError(f"ffmpeg failed while writing {out}: {_last_line(text)}")
+            what = f"the song {song}" if song is not None else f"the audio of {source}"
+            raise AudioError(f"cannot decode {what} ({_song_reason(text, path)}): convert it to WAV or MP3")
+        if audio is None:
+            return None
+        atb, apackets = _packets(["-i", ffmpeg_url(tmp)], "0:a:0", what=f"reading {out}")
+    # what plays: from the video's start (the encoder's priming samples sit before it) to the last sample
+    return float(max(p + d for _, p, d in apackets) * atb) if apackets else 0.0
 
 
 _FRAME_RE = re.compile(r"frame=\s*(\d+)")
@@ -410,8 +587,9 @@ def count_frames(path: str | os.PathLike) -> int:
     """Exact number of video frames, by decoding the first video stream with ffmpeg (``-f null``)."""
     path = _check_input(path, "video", VideoError)
     text = _run_ffmpeg(
-        ["-i", str(path), "-map", "0:v:0", "-f", "null", "-"], what=f"counting the frames of {path}", error=VideoError
-    )
+        ["-i", ffmpeg_url(path), "-map", "0:v:0", "-f", "null", "-"],
+        what=f"counting the frames of {path}", error=VideoError,
+    )  # fmt: skip
     found = _FRAME_RE.findall(text)
     if not found:
         raise VideoError(f"cannot count the frames of {path}: ffmpeg reported no video frames")
@@ -419,7 +597,9 @@ def count_frames(path: str | os.PathLike) -> int:
 
 
 def _decoded_duration(path: Path, selector: str) -> float | None:
-    text = _run_ffmpeg(["-i", str(path), "-map", selector, "-f", "null", "-"], what=f"reading {path}", error=VideoError)
+    text = _run_ffmpeg(
+        ["-i", ffmpeg_url(path), "-map", selector, "-f", "null", "-"], what=f"reading {path}", error=VideoError
+    )
     found = _TIME_RE.findall(text)
     if not found:
         return None
@@ -437,9 +617,9 @@ def stream_durations(path: str | os.PathLike) -> dict[str, float]:
     """
     path = _check_input(path, "video", VideoError)
     result: dict[str, float] = {}
-    listing = ffmpeg_listing(path)
+    listing = _listing(path)
     for kind, selector in (("video", "0:v:0"), ("audio", "0:a:0")):
-        if re.search(rf"Stream #\d+:\d+.*?: {kind.capitalize()}:", listing):
+        if _has_stream(listing, kind.capitalize()):
             d = _decoded_duration(path, selector)
             if d is not None:
                 result[kind] = d
