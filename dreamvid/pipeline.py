@@ -225,6 +225,9 @@ def render(
     check_output(output, overwrite=opts.overwrite)
     report_path = report_path_for(output)
     check_output(report_path, overwrite=opts.overwrite)
+    video.check_container(output)  # before any work: a wrong -o or an unreadable song fails at once
+    if opts.song is not None:
+        video.check_song(opts.song)
     info = video.probe(opts.input)
     first, count = video.frame_range(info, opts.start, opts.duration)
     size = video.output_size(info.width, info.height, opts.max_side)
