@@ -313,14 +313,44 @@ def test_check_song_reads_songs_the_way_the_mux_does(tmp_path):
     text.write_text("la la la\n" * 200)
     empty = tmp_path / "empty.flac"
     empty.write_bytes(b"")
+    no_samples = make_song(tmp_path / "no_samples.wav", 0.0)  # a valid WAV header and nothing after it
     reasons = {}
-    for bad in (corrupt, text, empty, silent_video, tmp_path / "missing.wav"):
+    for bad in (corrupt, text, empty, silent_video, tmp_path / "missing.wav", no_samples):
         with pytest.raises(AudioError) as err:
             check_song(bad)
         reasons[bad.name] = _one_line(err)
         assert bad.name in reasons[bad.name]
     assert "no audio stream" in reasons["silent.mp4"]
     assert "does not exist" in reasons["missing.wav"] and "empty" in reasons["empty.flac"]
+    assert "no audio" in reasons["no_samples.wav"]
+    with pytest.raises(AudioError):  # looping nothing must fail at once, not loop forever
+        mux(silent_video, tmp_path / "out.mp4", song=no_samples, loop_song=True)
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def test_source_audio_keeps_the_exact_fps_and_duration(tmp_path):
+    """Without a song, the clip's own sound from ``start`` on: cut at the last frame, and the video exact."""
+    from tests.media import make_clip
+
+    fps, n = FPS["24"], SEG + 2
+    source = make_clip(tmp_path / "source.mp4", n=72, size=SMALL, fps=24.0, audio=True)  # 3.0 s with a tone
+    video = concat(
+        [write_segment(tmp_path / "a.mp4", SEG, fps), write_segment(tmp_path / "b.mp4", 2, fps, first=SEG)],
+        tmp_path / "video.mp4",
+    )
+    for start, expected in ((0.5, n / fps), (2.0, Fraction(1))):  # the tone ends 1 s after 2.0 s
+        out = tmp_path / f"from{start}.mp4"
+        written = mux(video, out, source=source, start=start)
+        assert_reads_exactly(out, n, fps)
+        _, end = decoded_timestamps(out, "0:a:0")
+        assert abs(end - expected) <= Fraction(1, 100) and end <= n / fps
+        assert written == pytest.approx(float(end), abs=1e-6)
+    warnings = []
+    late = tmp_path / "late.mp4"
+    assert mux(video, late, source=source, start=5.0, on_warning=warnings.append) is None
+    assert len(warnings) == 1 and "ends before 5 s" in warnings[0]
+    assert_reads_exactly(late, n, fps)
+    assert "Audio:" not in listing(late)
 
 
 # -- 3. normal file modes -----------------------------------------------------------------------------------------

@@ -476,12 +476,17 @@ def check_song(path: str | os.PathLike, *, seconds: float = 1.0) -> Path:
     """
     path = _check_input(path, "song", AudioError)
     inputs, outputs = _audio_args(path, skip=0, keep=max(1, round(seconds * AUDIO_RATE)), loop=False, bitrate="64k")
-    rc, _, text = _ffmpeg(["-loglevel", "error", *inputs, "-map", "0:a:0", *outputs, "-f", "null", "-"])
+    rc, packets, text = _ffmpeg(
+        ["-loglevel", "error", *inputs, "-map", "0:a:0", *outputs, "-f", "framecrc", "pipe:1"], stdout=True
+    )
     if rc != 0:
         raise AudioError(
             f"cannot read the song {path}: not a readable audio file ({_song_reason(text, path)}); "
             "convert it to WAV or MP3"
         )
+    if not any(line and not line.startswith("#") for line in packets.splitlines()):
+        # also what keeps a looped song from looping forever over nothing
+        raise AudioError(f"the song {path} holds no audio (0 samples): convert it to WAV or MP3")
     return path
 
 
