@@ -31,7 +31,7 @@ from .errors import AudioError, ConfigError, suggest
 
 __all__ = ["FEATURE_NAMES", "AudioFeatures", "load_song", "analyze"]
 
-FEATURE_NAMES = ("rms", "onset", "beat", "low", "mid", "high")
+FEATURE_NAMES = ("rms", "energy", "onset", "beat", "low", "mid", "high")
 
 #: Band edges in Hz: low < 200 <= mid < 2000 <= high.
 BANDS = {"low": (20.0, 200.0), "mid": (200.0, 2000.0), "high": (2000.0, math.inf)}
@@ -204,6 +204,12 @@ class AudioFeatures:
     rms : np.ndarray [shape=(n_frames,), dtype=float32, range [0, 1]]
         Loudness: frame energy in dB, normalised between the 5th and 95th percentiles of the song's
         non-silent hops (at least 12 dB apart; -80 dBFS and below is 0), smoothed.
+    energy : np.ndarray [shape=(n_frames,), dtype=float32, range [0, 1]]
+        Loudness as linear RMS amplitude (not dB) over its 95th percentile in the song, smoothed like ``rms``:
+        it rises and falls in proportion to the signal, where ``rms`` compresses loud passages.
+    level : np.ndarray [shape=(n_frames,), dtype=float32, >= 0]
+        The song's RMS amplitude over each frame's samples, unsmoothed and unnormalised (0..1 full scale): the
+        reference that ``audio_sync`` correlates the dream with. Not a feature to map.
     onset : np.ndarray [shape=(n_frames,), dtype=float32, range [0, 1]]
         Onset strength (log-mel spectral flux) of the percussive part, normalised between its median and
         99th percentile, max-pooled over each frame so a transient is never missed (it peaks on frame
@@ -222,6 +228,8 @@ class AudioFeatures:
     sr: int
     tempo: float
     rms: np.ndarray
+    energy: np.ndarray
+    level: np.ndarray
     onset: np.ndarray
     low: np.ndarray
     mid: np.ndarray
@@ -351,6 +359,13 @@ def analyze(
         how = "max" if name == "onset" else "mean"
         pooled = pool_to_frames(norm, hop_rate=hop_rate, fps=fps, n_frames=n_frames, how=how)
         out[name] = _readonly(envelope(pooled, dt=1.0 / fps, attack=attack, release=release))
+    # linear amplitude: sqrt of the mean power over each frame's hops
+    power = 10.0 ** (raw["rms"].astype(np.float64) / 10.0)
+    level = np.sqrt(pool_to_frames(power, hop_rate=hop_rate, fps=fps, n_frames=n_frames, how="mean"))
+    ref = np.percentile(np.sqrt(power[:n_song]), 95)
+    energy = np.clip(level / ref, 0.0, 1.0) if ref > 1e-6 else np.zeros_like(level)
+    out["energy"] = _readonly(envelope(energy, dt=1.0 / fps, attack=attack, release=release))
+    out["level"] = _readonly(level.astype(np.float32))
 
     return AudioFeatures(
         fps=float(fps),
@@ -359,6 +374,8 @@ def analyze(
         sr=sr,
         tempo=float(tempo),
         rms=out["rms"],
+        energy=out["energy"],
+        level=out["level"],
         onset=out["onset"],
         low=out["low"],
         mid=out["mid"],

@@ -20,16 +20,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .audiomap import validate_audio_table
 from .errors import ConfigError, suggest
+from .layers import LAYER_CHANNELS, LAYER_NAMES
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-LAYER_NAMES = tuple(f"mixed{i}" for i in range(11))
-# channels of each layer's output in InceptionV3 (whatever the input size), to check mixed4[i] before any run
-LAYER_CHANNELS = dict(zip(LAYER_NAMES, (256, 288, 288, 768, 768, 768, 768, 768, 1280, 2048, 2048)))
 
 
 @dataclass(frozen=True)
@@ -73,11 +72,18 @@ class DreamParams:
 
 @dataclass(frozen=True)
 class VideoParams:
-    """Temporal coherence settings for ``dreamvid render``."""
+    """Temporal coherence settings for ``dreamvid render`` (see ``dreamvid.coherence``)."""
 
     flow: str = "dis"  # dis | farneback | none
+    coherence: str = "anchor"  # anchor (held inside the ascent) | blend (DeepDreamAnim's feedback) | none
     warp: str = "delta"  # delta (DeepDreamAnim) | frame
-    blend: float = 0.6  # how much of the warped previous dream carries over, 0..1
+    blend: float = 0.6  # "blend" mode: how much of the warped previous dream carries over, 0..1
+    anchor: float = 1.0  # "anchor" mode: λ, the pull toward the carried dream at every step
+    carried_step: float = 0.3  # "anchor" mode: share of each step that carried pixels take (fresh ones: all)
+    carried_octaves: int = 2  # "anchor" mode: finest octaves dreamed on a carried frame (0: all)
+    photometric: float = 50.0  # α of the soft photometric mask exp(-α|I_t - warp(I_t-1)|²) (0: off)
+    strength: float = 0.0  # the governor's base target, mean |out - src| in grey levels (0: off)
+    gain_limits: tuple[float, float] = (0.5, 2.0)  # the governor scales a frame's dream by at most these
     consistency: float = 1.0  # forward-backward check tolerance in px (Ruder et al. use 0.01*|w|^2 + 0.5)
     scene_cut: float = 0.35  # mean abs difference of grey thumbnails (0..1) above which feedback resets
     flow_max_side: int = 960  # flow is measured on frames scaled down to this long side (0: full size)
@@ -202,8 +208,16 @@ _RULES: dict[str, dict[str, tuple[type, Any, str]]] = {
     },
     "video": {
         "flow": (str, lambda v: v in ("dis", "farneback", "none"), "one of dis, farneback, none"),
+        "coherence": (str, lambda v: v in ("anchor", "blend", "none"), "one of anchor, blend, none"),
         "warp": (str, lambda v: v in ("delta", "frame"), "one of delta, frame"),
         "blend": (float, lambda v: 0.0 <= v <= 1.0, "a number from 0 to 1"),
+        "anchor": (float, lambda v: 0.0 <= v <= 100.0, "a number from 0 to 100"),
+        "carried_step": (float, lambda v: 0.0 <= v <= 1.0, "a number from 0 to 1"),
+        "carried_octaves": (int, lambda v: 0 <= v <= 12, "an integer from 0 (all) to 12"),
+        "photometric": (float, lambda v: 0.0 <= v <= 1000.0, "a number from 0 (off) to 1000"),
+        "strength": (float, lambda v: 0.0 <= v <= 128.0, "a number of grey levels from 0 (off) to 128"),
+        "gain_limits": (tuple, lambda v: 0.0 < v[0] <= 1.0 <= v[1] <= 10.0,
+                        "[low, high] with 0 < low <= 1 <= high <= 10, e.g. [0.5, 2.0]"),
         "consistency": (float, lambda v: 0.0 < v <= 50.0, "a number above 0 and at most 50"),
         "scene_cut": (float, lambda v: 0.0 < v <= 1.0, "a number above 0 and at most 1"),
         "flow_max_side": (int, lambda v: v == 0 or 64 <= v <= 8192, "0 (full size) or an integer from 64 to 8192"),
@@ -252,6 +266,11 @@ def _coerce(section: str, key: str, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where} must be {meaning}, got {value!r}")
         value = float(value)
+    elif typ is tuple:
+        if (not isinstance(value, (list, tuple)) or len(value) != 2
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+            raise ConfigError(f"{where} must be {meaning}, got {value!r}")
+        value = (float(value[0]), float(value[1]))
     elif typ is str:
         if not isinstance(value, str):
             raise ConfigError(f"{where} must be {meaning}, got {value!r}")
@@ -287,8 +306,6 @@ def resolve(*layers: Mapping[str, Any] | None, preset: str | None = None) -> Con
     if not isinstance(audio, Mapping):
         raise ConfigError("[audio] must be a table of keys")
     if audio:
-        from .schedule import validate_audio_table
-
         audio = validate_audio_table(audio, layers=dream.layer_names)
     recorded = merged.get("preset")  # the name a to_dict() dict records; it does not load that preset
     if recorded is not None and not isinstance(recorded, str):

@@ -3,6 +3,8 @@
 * :class:`StabilityMeter` — temporal stability: the flow-compensated warping error of the output,
   relative to the same error of the source footage (1.0 = as stable as the footage).
 * :class:`StrengthMeter` — dream strength: the mean absolute change the dream made, 0–255 scale.
+* :class:`GainMeter` — dream gain: the network's objective on the output over the same on the source,
+  averaged over the frames it sees (a smear or a blur keeps strength and stability but loses gain).
 * :func:`pearson` — correlation, for music-sync measures (e.g. per-frame strength vs. loudness).
 """
 
@@ -15,7 +17,10 @@ import numpy as np
 
 from .video.flow import consistency_mask, flow_pair, warp
 
-__all__ = ["StabilityMeter", "StrengthMeter", "pearson"]
+__all__ = ["GAIN_LAYERS", "GainMeter", "StabilityMeter", "StrengthMeter", "pearson"]
+
+#: The objective of ``dream_gain``: the sum of these layers' mean activations (trained weights).
+GAIN_LAYERS = "mixed3:1,mixed5:1"
 
 
 def _absdiff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -161,6 +166,49 @@ class StrengthMeter:
     def value(self) -> float:
         """Mean over every frame so far (nan before any update)."""
         return self._sum / self._n if self._n else math.nan
+
+
+class GainMeter:
+    """Running mean of ``objective(out) / objective(src)`` (``dream_gain``).
+
+    Parameters
+    ----------
+    objective : callable
+        uint8 RGB (H, W, 3) -> float: the objective of :data:`GAIN_LAYERS` (e.g. ``Dreamer.objective_value``).
+        The meter itself runs no network, so it stays pure.
+
+    Attributes
+    ----------
+    frames : int
+    last : float, the ratio of the most recent frame (nan before any update)
+    """
+
+    def __init__(self, objective) -> None:
+        self.objective = objective
+        self.frames = 0
+        self.last = math.nan
+        self._sum = 0.0
+
+    def update(self, src: np.ndarray, out: np.ndarray) -> float:
+        base = float(self.objective(src))
+        ratio = float(self.objective(out)) / base if abs(base) > 1e-9 else math.nan
+        if math.isfinite(ratio):
+            self._sum += ratio
+            self.frames += 1
+        self.last = ratio
+        return ratio
+
+    def state(self) -> dict[str, float]:
+        return {"frames": self.frames, "sum": self._sum}
+
+    def load(self, state: dict[str, float]) -> None:
+        self.frames = int(state.get("frames", 0))
+        self._sum = float(state.get("sum", 0.0))
+
+    @property
+    def value(self) -> float:
+        """Mean ratio over the frames measured (nan before any)."""
+        return self._sum / self.frames if self.frames else math.nan
 
 
 def pearson(a, b) -> float:

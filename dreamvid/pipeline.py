@@ -34,13 +34,15 @@ import cv2
 import numpy as np
 
 from . import metrics, video
-from .config import Config
+from .coherence import Coherence
+from .config import Config, parse_layers
 from .dream import Dreamer
 from .errors import InputError, OutputError
 from .fsutil import atomic_write_bytes, check_output
 from .images import read_image, write_image
 
 STAGES = ("decode", "flow", "dream", "encode", "mux")
+GAIN_EVERY = 10  # dream_gain is measured on every 10th frame (two network passes each)
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,7 @@ class _State:
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     stability: dict[str, float] = field(default_factory=dict)
     strength: dict[str, float] = field(default_factory=dict)
+    gain: dict[str, float] = field(default_factory=dict)
     sync: list[float] = field(default_factory=lambda: [0.0] * 6)  # n, Σx, Σy, Σxx, Σyy, Σxy
     resumed_at: list[int] = field(default_factory=list)
 
@@ -244,6 +247,10 @@ def render(
     stab.__dict__.update(state.stability)
     strength = metrics.StrengthMeter()
     strength.__dict__.update(state.strength)
+    gain_params = config.dream.replace(layers=parse_layers(metrics.GAIN_LAYERS))
+    gain = metrics.GainMeter(lambda img: dreamer.objective_value(img, gain_params))
+    gain.load(state.gain)
+    coherence = Coherence(config.video)
     seconds = state.seconds
     vp = config.video
     flow_method = vp.flow if vp.flow != "none" else "dis"  # flow is still measured for the report
@@ -253,6 +260,8 @@ def render(
         t = time.perf_counter()
         for k, src in enumerate(video.iter_frames(opts.input, first=first, count=count, size=size,
                                                   on_warning=on_warning)):
+            # the schedule's zoom pulses the footage itself, so the flow (and the dream carried along it) sees it
+            src = _zoom(src, float(schedule.zoom[k]) - 1.0)
             seconds["decode"] += time.perf_counter() - t
             t = time.perf_counter()
             flows = cut = None
@@ -307,31 +316,23 @@ def render(
             idle += time.perf_counter() - wait
             t = t_frame = time.perf_counter()
             fp = schedule.frame(k)
-            if prev_src is None or cut or prev_dream is None:
-                init, mask = src, None
-            else:
-                if vp.flow == "none" or fp.blend <= 0:
-                    init, mask = src, video.consistency_mask(*flows, tol=vp.consistency)
-                else:
-                    # the schedule's zoom (a factor, 1 = none) pushes into the carried-over dream, not the footage
-                    z = fp.zoom - 1.0
-                    init, mask = video.coherent_init(src, _zoom(prev_src, z), _zoom(prev_dream, z), mode=vp.warp,
-                                                     blend=fp.blend, tol=vp.consistency, flows=flows)
-            # the same jitter sequence for every frame: a frame whose start already holds the previous dream then
-            # grows the same detail again instead of new detail, which is what keeps the video from flickering
-            rng = np.random.default_rng(fp.dream.seed)
-            dream = dreamer.dream(init, fp.dream, rng=rng)
+            dream, plan = coherence.dream(dreamer, src, prev_src, prev_dream, fp.dream, flows=flows, cut=bool(cut),
+                                          target=vp.strength * fp.strength, blend=fp.blend)
             seconds["dream"] += time.perf_counter() - t
 
-            if mask is not None:
+            if prev_src is not None and flows is not None and not cut:
+                mask = plan.mask if plan.mask is not None else video.consistency_mask(*flows, tol=vp.consistency)
                 stab.update_with_flow(prev_src, src, prev_dream, dream, bwd=flows[0], mask=mask)
+            if k % GAIN_EVERY == 0:
+                gain.update(src, dream)
             intensity = strength.update(src, dream)
             if features is not None:
-                _sync_add(state.sync, float(features.rms[k]), intensity)
+                _sync_add(state.sync, float(features.level[k]), intensity)  # the song's own RMS, unsmoothed
 
             state.done = k + 1
             state.stability = dict(stab.__dict__)
             state.strength = dict(strength.__dict__)
+            state.gain = gain.state()
             state.seconds = dict(seconds, encode=seconds["encode"] + encoder.busy)
             snapshot = json.dumps(asdict(state)).encode()
             # one worker, in order: the PNG and the segment get the frame before state.json says it is done
@@ -383,6 +384,7 @@ def render(
         "accelerator_idle_fraction": round(idle / max(1e-9, idle + seconds["dream"]), 4),
         "temporal_stability": _num(stab.value),
         "dream_strength": _num(strength.value),
+        "dream_gain": _num(gain.value),
         "audio_sync": _num(_sync_value(state.sync)) if features is not None else None,
         "resumed_at_frames": state.resumed_at,
         "weights": dreamer.weights.describe(),

@@ -1,6 +1,6 @@
 """The dreaming engine: objective, octaves, tiles + roll, and the ascent loop (:class:`Dreamer`)."""
 
-from .dreamer import Dreamer, StepInfo, from_unit, to_unit
+from .dreamer import Anchor, Dreamer, StepInfo, from_unit, to_unit
 from .objective import Objective
 
-__all__ = ["Dreamer", "Objective", "StepInfo", "from_unit", "to_unit"]
+__all__ = ["Anchor", "Dreamer", "Objective", "StepInfo", "from_unit", "to_unit"]

@@ -41,6 +41,33 @@ class StepInfo:
     shape: tuple[int, int]
 
 
+@dataclass(frozen=True)
+class Anchor:
+    """Holds a frame's dream to the one carried from the previous frame, inside the ascent.
+
+    Every step of every octave pulls the image toward ``image`` (resized to the octave) with the proximal update
+    ``x ← (x + λc·ω) / (1 + λc)``, where ``c = weight`` per pixel and ``λ = strength``: where the previous dream
+    could be carried (``c`` near 1) the dream stays where the footage moved it; where it could not (``c`` = 0:
+    disoccluded, inconsistent or relit pixels) the frame dreams freely. ``step`` scales each step per pixel (1 for
+    fresh pixels, less for carried ones). ``octaves`` > 0 dreams only that many of the finest octaves (a carried
+    frame already holds the coarse structure).
+
+    Attributes
+    ----------
+    image : float32 (H, W, 3) in [-1, 1], the anchor ω at the frame's full size
+    weight : float32 (H, W) in [0, 1], the confidence c
+    step : float32 (H, W) in [0, 1], the share of each step a pixel takes
+    strength : float >= 0, λ
+    octaves : int >= 0 (0 = all)
+    """
+
+    image: np.ndarray
+    weight: np.ndarray
+    step: np.ndarray
+    strength: float = 1.0
+    octaves: int = 0
+
+
 def _draw_shift(rng: np.random.Generator, jitter: int) -> tuple[int, int]:
     """The random roll of one step: two scalar draws, y then x (every path draws them the same way)."""
     j = int(jitter)
@@ -54,6 +81,22 @@ def _dream_shape(shape: tuple[int, int]) -> tuple[int, int]:
         return (H, W)
     f = MIN_SIDE / min(H, W)
     return (int(np.ceil(H * f)), int(np.ceil(W * f)))
+
+
+class _AnchorAt:
+    """An :class:`Anchor` resized to one octave: the proximal pull and the per-pixel step scale."""
+
+    def __init__(self, anchor: Anchor, shape: tuple[int, int]):
+        c = np.clip(resize(anchor.weight, shape), 0.0, 1.0)[..., None].astype(np.float32)
+        k = np.float32(anchor.strength) * c
+        self.target = resize(anchor.image, shape).astype(np.float32)
+        self.keep = 1.0 / (1.0 + k)  # x ← (x + kω)/(1 + k) = keep·x + (1 − keep)·ω
+        self.step_scale = np.clip(resize(anchor.step, shape), 0.0, 1.0)[..., None].astype(np.float32)
+
+    def apply(self, img: np.ndarray) -> None:
+        img -= self.target
+        img *= self.keep
+        img += self.target
 
 
 class Dreamer:
@@ -85,7 +128,7 @@ class Dreamer:
     def step_fn(self, objective: Objective):
         key = objective.structure
         if key not in self._steps:
-            feats = model.feature_model(self.weights, objective.names, self.precision)
+            feats = model.Features(self.weights, objective.names, self.precision)  # the backend builds what it needs
             self._steps[key] = self._backend.make_step(
                 feats, channels=objective.channels, precision=self.precision, jit=self.jit
             )
@@ -136,8 +179,12 @@ class Dreamer:
         return loss
 
     def dream_float(self, x: np.ndarray, params: DreamParams, *, rng: np.random.Generator | None = None,
-                    callback: Callable[[StepInfo], None] | None = None) -> np.ndarray:
-        """Dream a float32 HxWx3 image in [-1, 1]; returns the same kind of array."""
+                    callback: Callable[[StepInfo], None] | None = None, anchor: Anchor | None = None) -> np.ndarray:
+        """Dream a float32 HxWx3 image in [-1, 1]; returns the same kind of array.
+
+        With an :class:`Anchor`, every step is pulled toward the anchor where its weight is high (the temporal
+        anchor of a video frame); the ascent runs on the host (the fused device octave has no anchor yet).
+        """
         rng = rng if rng is not None else np.random.default_rng(params.seed)
         H, W = x.shape[:2]
         shape = _dream_shape((H, W))
@@ -145,8 +192,10 @@ class Dreamer:
         if small:  # the network needs >= 75 px: dream an upscaled copy, then scale back
             x = resize(x, shape)
         obj = Objective(params.layers)
-        fused = self.octave_fn(obj, params)
+        fused = self.octave_fn(obj, params) if anchor is None else None
         shapes = octave_shapes(*x.shape[:2], octaves=params.octaves, scale=params.octave_scale)
+        if anchor is not None and anchor.octaves > 0:
+            shapes = shapes[-anchor.octaves:]
         bases = [resize(x, s) for s in shapes]
         detail = np.zeros_like(bases[0])
         for i, base in enumerate(bases):
@@ -156,10 +205,16 @@ class Dreamer:
                 img = self._fused_octave(fused, img, params, rng, obj, callback, i, len(bases))
                 detail = img - base
                 continue
+            pull = _AnchorAt(anchor, base.shape[:2]) if anchor is not None else None
             for s in range(params.steps):
                 g, loss = self.gradient(img, params, rng, obj)
                 # normalised as in the original DeepDream: the mean |gradient| makes one step_size-sized move
-                img += (params.step_size / (float(np.mean(np.abs(g))) + 1e-8)) * g
+                move = params.step_size / (float(np.mean(np.abs(g))) + 1e-8)
+                if pull is None:
+                    img += move * g
+                else:
+                    img += move * pull.step_scale * g
+                    pull.apply(img)
                 np.clip(img, -1.0, 1.0, out=img)
                 if callback is not None:
                     callback(StepInfo(i, len(bases), s, params.steps, loss, base.shape[:2]))
@@ -179,8 +234,8 @@ class Dreamer:
         return img
 
     def dream(self, image: np.ndarray, params: DreamParams, *, rng: np.random.Generator | None = None,
-              callback: Callable[[StepInfo], None] | None = None) -> np.ndarray:
+              callback: Callable[[StepInfo], None] | None = None, anchor: Anchor | None = None) -> np.ndarray:
         """Dream a uint8 RGB HxWx3 image; returns uint8 RGB of the same shape. Same seed, same output."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected uint8 RGB HxWx3, got {image.dtype} {image.shape}")
-        return from_unit(self.dream_float(to_unit(image), params, rng=rng, callback=callback))
+        return from_unit(self.dream_float(to_unit(image), params, rng=rng, callback=callback, anchor=anchor))

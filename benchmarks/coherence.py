@@ -1,0 +1,253 @@
+"""Temporal coherence against the music, on footage with real motion: one table per run.
+
+    python benchmarks/coherence.py                                   # the bundled clip, lysergic, 320 px
+    python benchmarks/coherence.py --clip examples/bigbuckbunny.mp4 --clip pan:examples/coffee.png \\
+        --clip zoom:examples/chelsea.png --clip object:examples/coffee.png+examples/chelsea.png \\
+        --song track.mp3 --song-start 60 --max-side 320 --frames 50
+
+For each clip and each mode it renders with ``dreamvid.pipeline.render`` (the product's own loop, in process,
+one model for every run) and then measures the result *independently* of the render's report, from the decoded
+output file and the decoded source:
+
+- ``stability``: the flow-compensated warping error of the output over the source's (DIS flow on the source at
+  the render's size, forward–backward consistency mask; 1.0 = as stable as the footage),
+- ``strength``: mean |output − source| (grey levels),
+- ``gain``: the objective of mixed3+mixed5 (sum of the layers' mean activations) on the output over the same on
+  the source, averaged over every 5th frame (a smear or a blur keeps strength and stability but loses gain),
+- ``sync``: Pearson correlation of the song's raw RMS per video frame with each frame's strength,
+- ``s/frame``: the dream stage's seconds per frame from the report.
+
+Modes: ``perframe`` (every frame dreamed on its own), ``blend`` (the classic feedback: warped previous dream
+blended into the start, fresh ascent, no governor), ``anchor`` (the preset as it is: anchored ascent + governor).
+
+Clips: a video file, or synthetic camera moves over a real photo, where the true motion is known:
+``pan:PHOTO`` (a pan with a slow vertical drift), ``zoom:PHOTO`` (a push-in with a slight rotation),
+``object:BACKGROUND+FOREGROUND`` (a panning background with a disc cut from the foreground photo moving across it:
+occlusions and disocclusions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+MODES = ("perframe", "blend", "anchor")
+
+
+def _photo(path: str) -> np.ndarray:
+    bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise SystemExit(f"cannot read photo {path}")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def synth_clip(spec: str, out: Path, *, size: tuple[int, int], frames: int, fps: float = 25.0) -> Path:
+    """Write a synthetic camera move over a photo (see the module doc) as a high-quality MP4."""
+    from dreamvid.video import FrameWriter
+
+    kind, _, arg = spec.partition(":")
+    w, h = size
+    if kind == "object":
+        bg_path, fg_path = arg.split("+")
+        bg, fg = _photo(bg_path), _photo(fg_path)
+    else:
+        bg, fg = _photo(arg), None
+    # the photo scaled so the window has room to move: 1.35x the frame in both directions
+    s = max(1.35 * w / bg.shape[1], 1.35 * h / bg.shape[0])
+    bgs = cv2.resize(bg, None, fx=s, fy=s, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC)
+    H, W = bgs.shape[:2]
+    r = min(w, h) * 0.3
+    if fg is not None:
+        fg = cv2.resize(fg, (int(2 * r), int(2 * r)), interpolation=cv2.INTER_AREA)
+        disc = np.zeros(fg.shape[:2], np.float32)
+        cv2.circle(disc, (int(r), int(r)), int(r) - 2, 1.0, -1, cv2.LINE_AA)
+        disc = cv2.GaussianBlur(disc, (5, 5), 0)[..., None]
+    with FrameWriter(out, fps=fps, size=(w, h), crf=8, preset="fast", overwrite=True) as writer:
+        for k in range(frames):
+            a = k / max(1, frames - 1)
+            if kind == "zoom":
+                z = 1.0 + 0.3 * a
+                m = cv2.getRotationMatrix2D((W / 2, H / 2), 4.0 * a, z)
+                m[:, 2] -= [(W - w) / 2, (H - h) / 2]
+            else:  # pan (and the object's background): left to right, with a slow vertical drift
+                x0 = (W - w) * (0.1 + 0.8 * a)
+                y0 = (H - h) * (0.5 + 0.3 * math.sin(2 * math.pi * a))
+                m = np.float32([[1, 0, -x0], [0, 1, -y0]])
+            frame = cv2.warpAffine(bgs, m, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+            if fg is not None:  # the disc moves right to left and bobs, against the pan
+                cx = w * (0.85 - 0.7 * a)
+                cy = h * (0.5 + 0.2 * math.sin(4 * math.pi * a))
+                mf = np.float32([[1, 0, cx - r], [0, 1, cy - r]])
+                layer = cv2.warpAffine(fg, mf, (w, h), flags=cv2.INTER_CUBIC)
+                alpha = cv2.warpAffine(disc, mf, (w, h), flags=cv2.INTER_LINEAR)[..., None]
+                frame = (frame * (1 - alpha) + layer * alpha).astype(np.uint8)
+            writer.write(frame)
+    return out
+
+
+def cut_song(song: Path, start: float, seconds: float, out: Path) -> tuple[Path, np.ndarray, int]:
+    import librosa
+    import soundfile as sf
+
+    y, sr = librosa.load(str(song), sr=22050, mono=True, offset=start, duration=seconds)
+    sf.write(str(out), y, sr)
+    return out, y, sr
+
+
+def rms_per_frame(y: np.ndarray, sr: int, fps: float, n: int) -> np.ndarray:
+    out = np.zeros(n)
+    for k in range(n):
+        a, b = int(k * sr / fps), int((k + 1) * sr / fps)
+        seg = y[a:b]
+        out[k] = math.sqrt(float(np.mean(seg.astype(np.float64) ** 2))) if len(seg) else 0.0
+    return out
+
+
+def decode(path: Path, size: tuple[int, int] | None = None) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        if size is not None and rgb.shape[1::-1] != tuple(size):
+            rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+        frames.append(rgb)
+    return frames
+
+
+def measure(src: list[np.ndarray], out: list[np.ndarray], dreamer, rms: np.ndarray | None, gain_every: int = 5):
+    from dreamvid.config import parse_layers
+    from dreamvid.metrics import GAIN_LAYERS, StabilityMeter, StrengthMeter, pearson
+    from dreamvid.config import DreamParams
+
+    n = min(len(src), len(out))
+    stab, strength = StabilityMeter(), StrengthMeter()
+    per_frame = []
+    gp = DreamParams(layers=parse_layers(GAIN_LAYERS))
+    gains = []
+    for k in range(n):
+        per_frame.append(strength.update(src[k], out[k]))
+        if k:
+            stab.update(src[k - 1], src[k], out[k - 1], out[k])
+        if k % gain_every == 0:
+            gains.append(dreamer.objective_value(out[k], gp) / dreamer.objective_value(src[k], gp))
+    sync = pearson(rms[:n], per_frame) if rms is not None else math.nan
+    return {"stability": stab.value, "strength": strength.value, "gain": float(np.mean(gains)), "sync": sync,
+            "per_frame_strength": per_frame}
+
+
+def strip(src: list[np.ndarray], out: list[np.ndarray], path: Path, picks: int = 5) -> None:
+    n = min(len(src), len(out))
+    idx = np.linspace(0, n - 1, picks).round().astype(int)
+    top = np.concatenate([src[i] for i in idx], axis=1)
+    bottom = np.concatenate([out[i] for i in idx], axis=1)
+    cv2.imwrite(str(path), cv2.cvtColor(np.concatenate([top, bottom], axis=0), cv2.COLOR_RGB2BGR))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--clip", action="append", help="video file or pan:/zoom:/object: spec (repeatable)")
+    ap.add_argument("--song", default=str(ROOT / "examples" / "groove.wav"))
+    ap.add_argument("--song-start", type=float, default=0.0, help="seconds into the song where the section starts")
+    ap.add_argument("--preset", default="lysergic")
+    ap.add_argument("--max-side", type=int, default=320)
+    ap.add_argument("--frames", type=int, default=50)
+    ap.add_argument("--modes", default=",".join(MODES))
+    ap.add_argument("--set", action="append", default=[], help="config override, e.g. video.anchor=2 (repeatable)")
+    ap.add_argument("--weights", default=os.environ.get("DREAMVID_WEIGHTS"))
+    ap.add_argument("--strips", type=Path, help="folder for a source/output strip per run (PNG)")
+    ap.add_argument("--keep", type=Path, help="folder to keep the rendered videos in")
+    args = ap.parse_args()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+    from dreamvid import presets
+    from dreamvid.config import merge, resolve
+    from dreamvid.dream import Dreamer
+    from dreamvid.pipeline import RenderOptions, render
+    from dreamvid.video import output_size, probe
+
+    clips = args.clip or [str(ROOT / "examples" / "bigbuckbunny.mp4")]
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    overrides: dict = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        section, _, name = key.partition(".")
+        try:
+            parsed = load_toml_value(value)
+        except Exception:
+            parsed = value
+        overrides = merge(overrides, {section: {name: parsed}})
+    base = merge(presets.load(args.preset), overrides)
+    mode_cfg = {
+        "perframe": {"video": {"coherence": "none", "strength": 0.0}},
+        "blend": {"video": {"coherence": "blend", "strength": 0.0}},
+        "anchor": {"video": {"coherence": "anchor"}},
+    }
+    dreamer = Dreamer(weights=args.weights)
+    tmp = Path(tempfile.mkdtemp(prefix="dreamvid-coherence-"))
+    seconds = args.frames / 25.0 + 0.5
+    song, y, sr = cut_song(Path(args.song), args.song_start, seconds, tmp / "song.wav")
+    if args.strips:
+        args.strips.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for ci, spec in enumerate(clips):
+        if ":" in spec and spec.split(":", 1)[0] in ("pan", "zoom", "object"):
+            w = args.max_side
+            size = (w - w % 2, int(round(w * 9 / 16)) // 2 * 2)
+            path = synth_clip(spec, tmp / f"clip{ci}.mp4", size=size, frames=args.frames)
+            name = spec.split(":")[0] + ":" + Path(spec.split(":", 1)[1].split("+")[0]).stem
+        else:
+            path, name = Path(spec), Path(spec).stem
+        info = probe(path)
+        size = output_size(info.width, info.height, args.max_side)
+        n = min(args.frames, info.frame_count)
+        src = decode(path, size)[:n]
+        rms = rms_per_frame(y, sr, info.fps, n)
+        for mode in modes:
+            config = resolve(merge(base, mode_cfg[mode]), preset=args.preset)
+            out_path = (args.keep or tmp) / f"{name.replace(':', '-')}-{mode}.mp4"
+            out_path.parent.mkdir(parents=True, exist_ok=True)
+            opts = RenderOptions(input=path, output=out_path, song=song, duration=n / info.fps,
+                                 max_side=args.max_side, overwrite=True, crf=12)
+            t = time.perf_counter()
+            report = render(opts, config, dreamer)
+            wall = time.perf_counter() - t
+            out = decode(out_path)[:n]
+            m = measure(src, out, dreamer, rms)
+            rows.append((name, f"{size[0]}x{size[1]}", mode, m, report["dream_seconds_per_frame"], wall))
+            print(f"{name:24s} {mode:9s} stab {m['stability']:6.2f} strength {m['strength']:5.1f} "
+                  f"gain {m['gain']:5.2f} sync {m['sync']:5.2f} s/frame {report['dream_seconds_per_frame']:.2f}",
+                  flush=True)
+            if args.strips:
+                strip(src, out, args.strips / f"{name.replace(':', '-')}-{size[0]}-{mode}.png")
+    print()
+    print(f"preset {args.preset}, {args.frames} frames, song {Path(args.song).name} from {args.song_start:g} s"
+          + (f", overrides {' '.join(args.set)}" if args.set else ""))
+    print("| clip | size | mode | temporal_stability | dream_strength | dream_gain | audio_sync | s/frame |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, size, mode, m, spf, _ in rows:
+        print(f"| {name} | {size} | {mode} | {m['stability']:.2f} | {m['strength']:.1f} | {m['gain']:.2f} | "
+              f"{m['sync']:.2f} | {spf:.2f} |")
+
+
+def load_toml_value(text: str):
+    import tomllib
+
+    return tomllib.loads(f"v = {text}")["v"]
+
+
+if __name__ == "__main__":
+    main()

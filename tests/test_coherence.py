@@ -1,0 +1,156 @@
+"""Temporal coherence (dreamvid.coherence): the anchor, the masks and the governor, on tiny moving clips.
+
+The clips are windows moving over a real photo, so the true motion is known; the dreams use the trained weights,
+1–2 octaves and 2–3 steps, so each test runs in seconds.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from dreamvid.coherence import Coherence, photometric_mask
+from dreamvid.config import DreamParams, VideoParams, parse_layers, resolve
+from dreamvid.metrics import StabilityMeter, StrengthMeter
+from dreamvid.video import flow_pair
+
+from .conftest import load_example, needs_weights
+
+PARAMS = DreamParams(layers=parse_layers("mixed3:1"), octaves=2, octave_scale=1.4, steps=3, step_size=0.03,
+                     jitter=8, tile_size=512, tile_overlap=32)
+
+
+def pan(n: int, *, size: int = 96, speed: float = 2.0, photo: str = "coffee.png") -> list[np.ndarray]:
+    """``n`` frames of a ``size``² window panning right over a real photo, ``speed`` px per frame."""
+    img = load_example(photo, 320)
+    frames = []
+    for k in range(n):
+        x = int(round(10 + speed * k)) % (img.shape[1] - size)
+        frames.append(np.ascontiguousarray(img[20 : 20 + size, x : x + size]))
+    return frames
+
+
+def render(dreamer, frames, video: VideoParams, *, params=PARAMS, targets=None):
+    """The render loop in miniature (what pipeline.render does per frame), with the report's two measures."""
+    coh = Coherence(video)
+    stab, strength = StabilityMeter(), StrengthMeter()
+    per_frame, outs = [], []
+    prev_src = prev_out = None
+    for k, src in enumerate(frames):
+        flows = flow_pair(src, prev_src) if prev_src is not None else None
+        target = targets[k] if targets is not None else video.strength
+        out, plan = coh.dream(dreamer, src, prev_src, prev_out, params, flows=flows, target=target)
+        if flows is not None:
+            stab.update_with_flow(prev_src, src, prev_out, out, bwd=flows[0], fwd=flows[1])
+        per_frame.append(strength.update(src, out))
+        outs.append(out)
+        prev_src, prev_out = src, out
+    return stab.value, np.array(per_frame), outs
+
+
+def test_photometric_mask_is_one_where_colours_agree_and_falls_where_they_differ():
+    a = np.full((8, 8, 3), 100, np.uint8)
+    b = a.copy()
+    b[:4] = 160  # a lighting change of 60 levels in every channel
+    m = photometric_mask(a, b, alpha=50.0)
+    assert m.shape == (8, 8) and m.dtype == np.float32
+    assert np.allclose(m[4:], 1.0)
+    expected = math.exp(-50.0 * 3 * (60 / 255) ** 2)
+    assert np.allclose(m[:4], expected, rtol=1e-4)
+    assert np.all(photometric_mask(a, b, alpha=0.0) == 1.0)
+
+
+def test_video_keys_are_validated_with_clear_errors():
+    from dreamvid.errors import ConfigError
+
+    cfg = resolve({"video": {"coherence": "anchor", "anchor": 2, "gain_limits": [0.25, 3]}})
+    assert cfg.video.anchor == 2.0 and cfg.video.gain_limits == (0.25, 3.0)
+    with pytest.raises(ConfigError, match="video.coherence"):
+        resolve({"video": {"coherence": "glue"}})
+    with pytest.raises(ConfigError, match="video.gain_limits"):
+        resolve({"video": {"gain_limits": [2, 3]}})
+
+
+@needs_weights
+def test_the_anchor_lowers_the_warping_error_against_blending_at_equal_strength(dreamer):
+    frames = pan(16)
+    target = 12.0
+    blend = VideoParams(coherence="blend", blend=0.7, strength=target)
+    anchor = VideoParams(coherence="anchor", strength=target)
+    stab_blend, s_blend, _ = render(dreamer, frames, blend)
+    stab_anchor, s_anchor, _ = render(dreamer, frames, anchor)
+    # equal strength (the governor holds both at the target), so the comparison is fair
+    assert abs(s_blend[2:].mean() - target) < 0.15 * target
+    assert abs(s_anchor[2:].mean() - target) < 0.15 * target
+    assert stab_anchor < 0.6 * stab_blend, (stab_anchor, stab_blend)
+
+
+@needs_weights
+def test_the_governor_holds_strength_within_15_percent_of_its_target_over_100_frames(dreamer):
+    frames = pan(100, speed=1.5)
+    targets = 10.0 + 4.0 * np.sin(np.arange(100) / 8.0)  # a target that moves, as the music's does
+    _, per_frame, _ = render(dreamer, frames, VideoParams(strength=10.0), targets=targets)
+    err = np.abs(per_frame - targets) / targets
+    assert err.max() < 0.15, (err.argmax(), err.max())
+    assert np.corrcoef(per_frame, targets)[0, 1] > 0.95
+
+
+@needs_weights
+def test_a_static_shot_stays_static(dreamer):
+    frames = [pan(1)[0]] * 12
+    stab, per_frame, outs = render(dreamer, frames, VideoParams(strength=12.0))
+    assert per_frame[-1] > 10.0  # a real dream, not the footage
+    assert stab < 1.5, stab
+    assert np.abs(outs[-1].astype(int) - outs[-2].astype(int)).mean() < 0.2
+
+
+@needs_weights
+def test_no_brightness_or_saturation_drift_over_200_frames(dreamer):
+    frames = pan(200, speed=1.0, size=80)
+    params = PARAMS.replace(octaves=1, steps=2)
+    _, per_frame, outs = render(dreamer, frames, VideoParams(strength=12.0), params=params)
+
+    def brightness(k):
+        return float(outs[k].mean()) - float(frames[k].mean())
+
+    def saturation(img):
+        return float((img.max(axis=2).astype(int) - img.min(axis=2)).mean())
+
+    early = np.mean([brightness(k) for k in range(5, 25)])
+    late = np.mean([brightness(k) for k in range(180, 200)])
+    assert abs(late - early) < 3.0, (early, late)
+    sat_early = np.mean([saturation(outs[k]) - saturation(frames[k]) for k in range(5, 25)])
+    sat_late = np.mean([saturation(outs[k]) - saturation(frames[k]) for k in range(180, 200)])
+    assert abs(sat_late - sat_early) < 4.0, (sat_early, sat_late)
+    assert abs(per_frame[180:].mean() - 12.0) < 0.15 * 12.0
+
+
+@needs_weights
+def test_disoccluded_pixels_dream_fresh_instead_of_smearing(dreamer):
+    """Where the flow cannot be trusted the anchor lets go: a scene cut's new frame carries nothing of the old."""
+    a, b = pan(1, photo="coffee.png")[0], pan(1, photo="chelsea.png")[0]
+    coh = Coherence(VideoParams(strength=12.0))
+    out_a, _ = coh.dream(dreamer, a, None, None, PARAMS, flows=None)
+    flows = flow_pair(b, a)
+    plan = coh.plan(b, a, out_a, flows=flows)
+    # the cat does not match the coffee cup: almost no pixel passes the consistency and photometric masks
+    assert plan.anchor is not None and plan.anchor.weight.mean() < 0.3
+    out_b, plan_cut = coh.dream(dreamer, b, a, out_a, PARAMS, flows=flows, cut=True)
+    assert plan_cut.anchor is None and not plan_cut.carried
+
+
+def test_frame_warp_blend_weights_every_channel_alike():
+    """coherent_init's frame mode is (1 − w)·src + w·warp(prev_dream) in all three channels (OpenCV 4.x turned a
+    Python scalar 1.0 into (1, 0, 0, 0), so two channels got −w)."""
+    from dreamvid.video import coherent_init
+
+    rng = np.random.default_rng(0)
+    src = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    prev_dream = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    zero = np.zeros((24, 32, 2), np.float32)
+    init, mask = coherent_init(src, src, prev_dream, mode="frame", blend=0.5, flows=(zero, zero))
+    w = 0.5 * mask[..., None]
+    expected = np.clip(np.rint((1 - w) * src + w * prev_dream), 0, 255)
+    assert np.abs(init.astype(int) - expected).max() <= 1
