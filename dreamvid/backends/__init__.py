@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.abc
 import importlib.util
 import os
 import sys
@@ -65,15 +66,63 @@ def _quiet_native_stderr():
         os.close(saved)
 
 
-def load(name: str | None = None):
-    """Import and return the backend module for ``name`` (after :func:`activate`)."""
+_EXTRAS = {"tensorflow": "tensorflow", "jax": "dreamvid[jax]", "torch": "dreamvid[torch]"}
+
+
+def check(name: str | None = None) -> str:
+    """The canonical backend name, after checking (without importing anything) that it and its framework are
+    installed. Raises :class:`ConfigError` at once, so a missing framework is reported before any work."""
     canon = resolve_name(name)
     if importlib.util.find_spec(f"{__name__}.{canon}_backend") is None:
         raise ConfigError(f"backend '{canon}' is not available in this version of dreamvid yet; use --backend tensorflow")
+    for module in dict.fromkeys((canon, "keras")):
+        if module not in sys.modules and importlib.util.find_spec(module) is None:
+            raise ConfigError(f"backend '{canon}' is not installed ({module} missing): pip install \"{_EXTRAS[canon]}\"")
+    return canon
+
+
+# Importing TensorFlow imports Keras, and Keras and tf.lite import whatever optional integrations they find
+# installed: scikit-learn wrappers, matplotlib plotting, SciPy, JAX. dreamvid's TensorFlow backend uses none of
+# them, and on two cores they are about 1.5 s of every process's start. Each of those imports is guarded
+# (``except ImportError``), so they are hidden while TensorFlow imports. Modules already imported are not
+# touched, and the hidden ones import normally afterwards (librosa, matplotlib in dreamvid.plot).
+_HIDDEN_DURING_IMPORT = {"tensorflow": ("sklearn", "matplotlib", "scipy", "jax")}
+
+
+class _Hide(importlib.abc.MetaPathFinder):
+    def __init__(self, names):
+        self.names = frozenset(names)
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname.partition(".")[0] in self.names:
+            raise ModuleNotFoundError(f"No module named {fullname!r} (hidden by dreamvid while TensorFlow imports)",
+                                      name=fullname)
+        return None
+
+
+@contextlib.contextmanager
+def _without_unused_imports(canon: str):
+    names = [n for n in _HIDDEN_DURING_IMPORT.get(canon, ()) if n not in sys.modules]
+    if not names or os.environ.get("DREAMVID_IMPORT_ALL"):
+        yield
+        return
+    finder = _Hide(names)
+    sys.meta_path.insert(0, finder)
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(finder)
+
+
+def load(name: str | None = None):
+    """Import and return the backend module for ``name`` (after :func:`activate`)."""
+    canon = check(name)
     canon = activate(canon)
     try:
-        with _quiet_native_stderr():
+        with _quiet_native_stderr(), _without_unused_imports(canon):
             return importlib.import_module(f"{__name__}.{canon}_backend")
     except ImportError as e:
-        extra = {"tensorflow": "tensorflow", "jax": "dreamvid[jax]", "torch": "dreamvid[torch]"}[canon]
-        raise ConfigError(f"backend '{canon}' is not installed ({e.name} missing): pip install \"{extra}\"") from None
+        if (e.name or "").partition(".")[0] in _HIDDEN_DURING_IMPORT.get(canon, ()):
+            raise ConfigError(f"{canon} needs {e.name} at import in this version: run again with DREAMVID_IMPORT_ALL=1 "
+                              "(and report it)") from None
+        raise ConfigError(f"backend '{canon}' is not installed ({e.name} missing): pip install \"{_EXTRAS[canon]}\"") from None

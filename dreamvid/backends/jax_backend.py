@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..dream.tiles import tile_plan
-from ..model import cache_dir
+from ..model import as_keras, cache_dir
 
 name = "jax"
 
@@ -78,7 +78,7 @@ def _grad_fn(model, channels):
 
 def make_step(model, *, channels, precision: str = "fp32", jit: str | bool = "auto"):
     """Build the step function for ``model`` (outputs = the objective's layers). See ``backends.base``."""
-    grad, tv, ntv = _grad_fn(model, channels)
+    grad, tv, ntv = _grad_fn(as_keras(model), channels)
     if _use_jit(jit):
         grad = jax.jit(grad)
 
@@ -109,7 +109,7 @@ def make_octave(model, *, channels, precision: str = "fp32", jit: str | bool = "
     host never waits. (An XLA ``fori_loop`` over the steps measured 2.5x slower on CPU, whose while-loop
     bodies run without the usual intra-op parallelism; an unrolled loop would compile once per step count.)
     """
-    grad, tv, ntv = _grad_fn(model, channels)
+    grad, tv, ntv = _grad_fn(as_keras(model), channels)
 
     @functools.lru_cache(maxsize=None)
     def program(H: int, W: int):

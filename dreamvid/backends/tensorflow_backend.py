@@ -1,4 +1,14 @@
-"""TensorFlow gradient step: a ``tf.function`` per model, traced once per tile shape.
+"""TensorFlow gradient step: one ``tf.function`` per objective, traced once for every tile shape.
+
+The step's input signature leaves the batch and both sides open (``[None, None, None, 3]``), as the TensorFlow
+DeepDream tutorial does, so every octave and tile shape runs the same graph: one trace (about a second on two
+cores) instead of one per shape.
+
+Where the weights come from a file and the precision is fp32, the network is not built with Keras at all: the
+step runs :func:`dreamvid.model.inception_v3` over TensorFlow ops, with batch norm folded into the convolutions
+and only the convolutions up to the deepest dreamed layer read from the file (:func:`dreamvid.model.folded_weights`).
+That skips building Keras' InceptionV3 (seconds per process) and runs fewer ops per step; the activations are those
+of the Keras model (tests/test_model.py compares them). Random weights and bf16 use the Keras model.
 
 XLA (``jit_compile``) is used on GPU, where it fuses the elementwise work; on CPU oneDNN's kernels without XLA
 are faster (measured 0.16 s vs 0.30 s per 512² step on 2 cores), so ``jit="auto"`` turns it off there.
@@ -9,6 +19,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from .. import model as _model
+
 name = "tensorflow"
 
 
@@ -16,28 +28,68 @@ def has_gpu() -> bool:
     return bool(tf.config.list_physical_devices("GPU"))
 
 
+class _Ops:
+    """:func:`dreamvid.model.inception_v3`'s primitives in TensorFlow, over folded weights (as constants, so
+    oneDNN can keep its reordered copy of each kernel between calls)."""
+
+    def __init__(self, folded: _model.FoldedWeights):
+        self.kernels = [tf.constant(k) for k in folded.kernels]
+        self.biases = [tf.constant(b) for b in folded.biases]
+
+    def conv(self, x, i, filters, kernel, stride, padding):
+        y = tf.nn.conv2d(x, self.kernels[i], stride, padding.upper())
+        return tf.nn.relu(tf.nn.bias_add(y, self.biases[i]))
+
+    def max_pool(self, x):
+        return tf.nn.max_pool2d(x, 3, 2, "VALID")
+
+    def avg_pool(self, x):
+        return tf.nn.avg_pool2d(x, 3, 1, "SAME")
+
+    def concat(self, xs):
+        return tf.concat(xs, axis=-1)
+
+
+def _network(feats):
+    """``tiles -> [activation per layer]`` for ``feats`` (a :class:`dreamvid.model.Features` or a Keras model)."""
+    folded = feats.folded() if isinstance(feats, _model.Features) else None
+    if folded is not None:
+        ops, layers = _Ops(folded), folded.layers
+        return lambda tiles: _model.inception_v3(ops, tiles, layers)
+    keras_model = _model.as_keras(feats)
+
+    def run(tiles):
+        acts = keras_model(tiles, training=False)
+        return list(acts) if isinstance(acts, (list, tuple)) else [acts]
+
+    return run
+
+
 def make_step(model, *, channels, precision: str = "fp32", jit: str | bool = "auto"):
     """Build the step function for ``model`` (outputs = the objective's layers). See ``backends.base``.
 
-    ``precision`` is honoured by how ``model`` was built (:func:`dreamvid.model.feature_model`); activations
-    are reduced in float32 either way.
+    ``model`` is a :class:`dreamvid.model.Features` (the folded network where it can be used, else Keras) or a
+    Keras model. ``precision`` is honoured by how the model was built (:func:`dreamvid.model.feature_model`);
+    activations are reduced in float32 either way.
     """
     use_jit = has_gpu() if jit == "auto" else bool(jit)
     chans = [tf.constant(c, tf.int32) if c else None for c in channels]
+    network = _network(model)
 
     def losses_of(tiles, weights):
-        acts = model(tiles, training=False)
-        if not isinstance(acts, (list, tuple)):
-            acts = [acts]
         terms = []
-        for i, act in enumerate(acts):
+        for i, act in enumerate(network(tiles)):
             act = tf.cast(act, tf.float32)
             if chans[i] is not None:
                 act = tf.gather(act, chans[i], axis=-1)
             terms.append(weights[i] * tf.reduce_mean(act, axis=[1, 2, 3]))
         return tf.add_n(terms)
 
-    @tf.function(jit_compile=use_jit, reduce_retracing=False)
+    @tf.function(
+        input_signature=(tf.TensorSpec([None, None, None, 3], tf.float32), tf.TensorSpec([len(chans)], tf.float32)),
+        jit_compile=use_jit,
+        autograph=False,
+    )
     def step(tiles, weights):
         with tf.GradientTape() as tape:
             tape.watch(tiles)
@@ -49,4 +101,5 @@ def make_step(model, *, channels, precision: str = "fp32", jit: str | bool = "au
         g, l = step(tf.convert_to_tensor(tiles, tf.float32), tf.convert_to_tensor(weights, tf.float32))
         return g.numpy(), l.numpy()
 
+    run.trace_count = lambda: step.experimental_get_tracing_count()
     return run

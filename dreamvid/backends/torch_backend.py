@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..model import as_keras
+
 name = "torch"
 
 
@@ -28,6 +30,7 @@ def make_step(model, *, channels, precision: str = "fp32", jit: str | bool = "au
     ``jit`` is accepted for the contract; Keras layers do not trace cleanly under ``torch.compile``, so the
     step runs eagerly whatever it says.
     """
+    model = as_keras(model)
     for v in model.variables:
         v.value.requires_grad_(False)
     device = _device(model)
