@@ -13,9 +13,9 @@ os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
 import typer  # noqa: E402
 from rich.console import Console  # noqa: E402
-from rich.markup import escape  # noqa: E402
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn  # noqa: E402
 from rich.table import Table  # noqa: E402
+from rich.text import Text  # noqa: E402
 
 from . import __version__  # noqa: E402
 from .errors import DreamvidError  # noqa: E402
@@ -31,6 +31,22 @@ err = Console(stderr=True, highlight=False)
 out = Console(highlight=False)
 
 
+# User text (paths, messages, warnings, preset descriptions) is never rich markup: "br[x]/a.mp4" and "[/]" are
+# printed as they are. Every print of it goes through say() (markup off); styled parts are rich Text objects.
+def say(console: Console, text: str | Text) -> None:
+    """Print ``text`` on one logical line (no wrapping inside paths), never interpreted as markup."""
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def warn(message: str) -> None:
+    """Print a library warning (``on_warning``; the decode thread calls it too)."""
+    say(err, f"warning: {message}")
+
+
+def error_line(message: str) -> Text:
+    return Text.assemble(("error:", "bold red"), " ", message)
+
+
 def friendly(fn):
     """Turn dreamvid's errors into one line and a non-zero exit; Ctrl-C into a hint to resume."""
 
@@ -39,11 +55,10 @@ def friendly(fn):
         try:
             return fn(*args, **kwargs)
         except DreamvidError as e:
-            # escape: messages quote paths and TOML tables ("[dream]"), which rich would eat as markup
-            err.print(f"[bold red]error:[/] {escape(str(e))}", markup=True, soft_wrap=True)
+            say(err, error_line(str(e)))
             raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
-            err.print("interrupted. `dreamvid render` picks up where it stopped when run again with --resume.")
+            say(err, "interrupted. `dreamvid render` picks up where it stopped when run again with --resume.")
             raise typer.Exit(130) from None
 
     return wrapper
@@ -81,16 +96,28 @@ def _config(preset, config_file, **flags):
     return resolve(*layers, preset=name)
 
 
+def _check_engine(weights, backend, precision, seed) -> None:
+    """Check the weights file, backend and precision without importing a framework (fail fast)."""
+    from . import backends, model
+
+    model.check_precision(precision)
+    backends.check(backend)
+    model.check_weights(model.resolve_weights(weights, seed=seed or 0))
+
+
 def _dreamer(weights, backend, precision, seed):
+    """The Dreamer; this imports the framework, so every check of the command comes before it."""
     from .dream import Dreamer
 
-    return Dreamer(weights=weights, backend=backend, precision=precision, seed=seed or 0)
+    dreamer = Dreamer(weights=weights, backend=backend, precision=precision, seed=seed or 0)
+    say(err, f"weights: {dreamer.weights.describe()}")
+    return dreamer
 
 
 def _progress(quiet: bool) -> Progress:
     return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+        TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}", markup=False), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
         console=err, disable=quiet, transient=False,
     )
 
@@ -113,14 +140,15 @@ def dream(
     precision: Precision = "fp32", max_side: MaxSide = None, overwrite: Overwrite = False, quiet: Quiet = False,
 ):
     """Dream still images (photos, thumbnails)."""
-    from .stills import dream_files, plan
+    from .stills import dream_files, plan, read_inputs
 
     _check_positive("--max-side", max_side, 16)
     cfg = _config(preset, config, layers=layers, octaves=octaves, octave_scale=octave_scale, steps=steps,
                   step_size=step_size, jitter=jitter, tile_size=tile_size, seed=seed)
     jobs = plan(images, output, overwrite=overwrite)
+    _check_engine(weights, backend, precision, cfg.dream.seed)
+    inputs = read_inputs(jobs, max_side=max_side)  # every input decoded before the framework is imported
     dreamer = _dreamer(weights, backend, precision, cfg.dream.seed)
-    err.print(f"weights: {dreamer.weights.describe()}")
     with _progress(quiet) as bar:
         task = bar.add_task("dreaming", total=None, rate="")
 
@@ -130,10 +158,10 @@ def dream(
             n = len(octave_shapes(*shape, octaves=cfg.dream.octaves, scale=cfg.dream.octave_scale)) * cfg.dream.steps
             bar.update(task, description=f"[{i + 1}/{len(jobs)}] {job.src.name}", total=n, completed=0)
 
-        written = dream_files(jobs, cfg, dreamer, max_side=max_side, overwrite=overwrite, on_image=on_image,
+        written = dream_files(jobs, cfg, dreamer, images=inputs, overwrite=overwrite, on_image=on_image,
                               on_step=lambda info: bar.advance(task))
     for p in written:
-        out.print(str(p), markup=False, soft_wrap=True)
+        say(out, str(p))
 
 
 @app.command()
@@ -165,13 +193,16 @@ def render(
         raise ConfigError(f"--crf must be from 0 to 51, got {crf}")
     if start < 0:
         raise ConfigError(f"--start must be >= 0, got {start}")
+    if duration is not None and not duration > 0:
+        raise ConfigError(f"--duration must be above 0 seconds, got {duration}")
     cfg = _config(preset, config, layers=layers, octaves=octaves, octave_scale=octave_scale, steps=steps,
                   step_size=step_size, jitter=jitter, tile_size=tile_size, seed=seed)
     opts = RenderOptions(input=clip, output=output, song=song, loop_song=loop_song, start=start, duration=duration,
                          max_side=max_side, react=react, overwrite=overwrite, resume=resume, crf=crf,
                          keep_work=keep_work)
+    _check_render(opts)
+    _check_engine(weights, backend, precision, cfg.dream.seed)
     dreamer = _dreamer(weights, backend, precision, cfg.dream.seed)
-    err.print(f"weights: {dreamer.weights.describe()}")
     with _progress(quiet) as bar:
         task = bar.add_task("rendering", total=None, rate="")
         t0 = [None, 0]
@@ -191,9 +222,25 @@ def render(
             bar.update(task, completed=ev.index + 1, rate=f"{fps:.2f} frames/s")
 
         report = run_render(opts, cfg, dreamer, on_start=on_start, on_frame=on_frame,
-                            on_warning=lambda m: err.print(f"warning: {m}"))
-    out.print(f"{report['output']}  ({report['frames']} frames, temporal_stability {report['temporal_stability']}, "
-              f"dream_strength {report['dream_strength']}, audio_sync {report['audio_sync']})")
+                            on_warning=warn)
+    say(out, f"{report['output']}  ({report['frames']} frames, temporal_stability {report['temporal_stability']}, "
+             f"dream_strength {report['dream_strength']}, audio_sync {report['audio_sync']})")
+
+
+def _check_render(opts) -> None:
+    """The render's cheap checks, before the framework is imported: outputs, container, song, clip, range.
+    (``pipeline.render`` makes them again; they take milliseconds.)"""
+    from . import video
+    from .fsutil import check_output
+    from .pipeline import report_path_for
+
+    check_output(opts.output, overwrite=opts.overwrite)
+    check_output(report_path_for(Path(opts.output)), overwrite=opts.overwrite)
+    video.check_container(opts.output)
+    if opts.song is not None:
+        video.check_song(opts.song)
+    info = video.probe(opts.input)
+    video.frame_range(info, opts.start, opts.duration)
 
 
 @app.command()
@@ -215,7 +262,7 @@ def analyze(
     check_output(output, overwrite=overwrite)
     feats = run_analyze(song, fps=fps)
     plot_analysis(feats, output, title=song.name, overwrite=overwrite)
-    out.print(f"{output}  ({feats.duration:.1f} s, tempo {feats.tempo:.0f} BPM, {len(feats.beat_frames)} beats)")
+    say(out, f"{output}  ({feats.duration:.1f} s, tempo {feats.tempo:.0f} BPM, {len(feats.beat_frames)} beats)")
 
 
 @app.command()
@@ -227,10 +274,10 @@ def presets(name: Annotated[Optional[str], typer.Argument(help="Show this preset
     if name is None:
         table = Table("preset", "description", "file", box=None)
         for n, path in p.available().items():
-            table.add_row(n, p.describe(n), str(path))
+            table.add_row(Text(n), Text(p.describe(n)), Text(str(path)))  # Text: never markup
         out.print(table)
     else:
-        out.print(p.find(name).read_text().rstrip(), markup=False, soft_wrap=True)  # no wrapping: pipe-able TOML
+        say(out, p.find(name).read_text().rstrip())  # verbatim, no wrapping: pipe-able TOML
 
 
 @app.command()
@@ -247,7 +294,7 @@ def layers(size: Annotated[int, typer.Option("--size", help="Input side in pixel
     notes = {"mixed0": "edges, fine texture", "mixed2": "swirls", "mixed3": "swirls, strokes", "mixed4": "patterns, eyes",
              "mixed5": "eyes, animal parts", "mixed6": "objects", "mixed8": "objects, deep", "mixed10": "deepest"}
     for n, shape in layer_table(size=(size, size)):
-        table.add_row(n, str(shape), notes.get(n, ""))
+        table.add_row(Text(n), Text(str(shape)), Text(notes.get(n, "")))
     out.print(table)
 
 
@@ -263,21 +310,39 @@ def weights(
 
     if import_file is not None:
         dest = model.import_weights(import_file, overwrite=overwrite)
-        out.print(f"imported {import_file} → {dest}; it is now the default (unless --weights or ${model.ENV_VAR} says otherwise)",
-                  markup=False, soft_wrap=True)
+        say(out, f"imported {import_file} → {dest}; it is now the default (unless --weights or ${model.ENV_VAR} says "
+                 "otherwise)")
         return
     src = model.resolve_weights(weights)
-    out.print(src.describe(), markup=False, soft_wrap=True)
+    say(out, src.describe())
 
 
 @app.command()
 def version():
     """Print the version."""
-    out.print(__version__)
+    say(out, __version__)
+
+
+# click's exceptions (typer vendors click in recent versions, so they are found through typer's own classes)
+_ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
 
 def main() -> None:  # console-script entry point
-    app()
+    """Run the app; a usage error (unknown option, bad value, missing argument) is one ``error:`` line too."""
+    try:
+        code = app(standalone_mode=False)
+    except _ClickException as e:
+        if type(e).__name__ == "NoArgsIsHelpError":  # bare `dreamvid`: the help
+            e.show()
+            sys.exit(0)
+        ctx = getattr(e, "ctx", None)
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        say(err, error_line(f"{e.format_message()}{hint}"))
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        say(err, "aborted")
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

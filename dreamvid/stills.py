@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Config
-from .dream import Dreamer, StepInfo
+from .dream import Dreamer, StepInfo  # cheap: the framework is imported when a Dreamer is made
 from .errors import InputError, OutputError
 from .fsutil import atomic_write_bytes, check_output
 from .images import IMAGE_SUFFIXES, fit, read_image, write_image
@@ -48,18 +48,27 @@ def plan(inputs: Sequence[str | Path], output: str | Path, *, overwrite: bool) -
     return jobs
 
 
+def read_inputs(jobs: Sequence[Job], *, max_side: int | None = None) -> list:
+    """Read (and so validate) every job's input, scaled down to ``max_side``: uint8 RGB arrays, in job order.
+    Cheap next to a dream, so a bad input among many fails before any dreaming (or framework import)."""
+    return [fit(read_image(job.src), max_side) for job in jobs]
+
+
 def dream_files(
     jobs: Sequence[Job],
     config: Config,
     dreamer: Dreamer,
     *,
+    images: Sequence | None = None,
     max_side: int | None = None,
     overwrite: bool = False,
     on_image: Callable[[int, Job, tuple[int, int]], None] | None = None,
     on_step: Callable[[StepInfo], None] | None = None,
 ) -> list[Path]:
-    """Dream every job. Inputs are all read (and so validated) before the first dream starts."""
-    images = [fit(read_image(job.src), max_side) for job in jobs]  # fail fast on any bad input
+    """Dream every job. ``images`` are the inputs from :func:`read_inputs`; without them every input is read
+    (and so validated) before the first dream starts."""
+    if images is None:
+        images = read_inputs(jobs, max_side=max_side)
     written = []
     for i, (job, img) in enumerate(zip(jobs, images)):
         if on_image:

@@ -8,6 +8,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
+import time
 import tomllib
 from pathlib import Path
 
@@ -142,6 +145,13 @@ def test_layers_flag_overrides_the_default_preset(runner, image_file, tmp_path):
     result = invoke(runner, "dream", src, "-o", out, "--weights", "random", "--layers", "mixed4:1", "--octaves", 1,
                     "--steps", 1, "-q")
     assert result.exit_code == 0, result.output
+    config = json.loads(out.with_name("out.png.dreamvid.json").read_text())["config"]
+    default = presets.load(presets.DEFAULT)["dream"]
+    assert config["preset"] == presets.DEFAULT
+    assert config["dream"]["layers"] == "mixed4:1", "the dream used the flag's layers, not the preset's"
+    assert default["layers"] != "mixed4:1"
+    assert config["dream"]["octave_scale"] == default["octave_scale"], "the rest of the preset still applies"
+    assert resolve(config).dream.layer_names == ("mixed4",)
 
 
 # ---- dream: bad input, one line each, nothing written -------------------------------------------------------
@@ -265,3 +275,134 @@ def test_version_and_help(runner):
     result = invoke(runner, "dream", "--help")
     assert result.exit_code == 0
     assert "--overwrite" in result.stdout and "--max-side" in result.stdout
+
+
+# ---- fail fast: a bad command line is refused in about a second, before any framework is imported -------------
+
+FRAMEWORKS = ("tensorflow", "keras", "jax", "torch")
+# Runs the real entry point (dreamvid.cli:main) and, at exit, writes which frameworks the process imported.
+_PROBE = f"""
+import atexit, os, sys
+def _imported():
+    with open(os.environ["DREAMVID_TEST_IMPORTED"], "w") as f:
+        f.write(",".join(m for m in {FRAMEWORKS!r} if m in sys.modules))
+atexit.register(_imported)
+sys.argv = ["dreamvid", *sys.argv[1:]]
+from dreamvid.cli import main
+main()
+"""
+FAST_FAIL_SECONDS = 3.0  # about 1 s on an idle 2-core machine; importing TensorFlow alone takes 3-6 s there
+
+
+def run_process(*args, cwd: Path) -> tuple[subprocess.CompletedProcess, float, list[str]]:
+    """Run ``dreamvid ARGS`` as a new process; return it, its wall time and the frameworks it imported."""
+    marker = cwd / ".imported"
+    env = {**os.environ, "DREAMVID_TEST_IMPORTED": str(marker), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    t = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", _PROBE, *map(str, args)], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=120)
+    elapsed = time.perf_counter() - t
+    imported = [m for m in marker.read_text().split(",") if m] if marker.exists() else ["(no report)"]
+    marker.unlink(missing_ok=True)
+    return proc, elapsed, imported
+
+
+def assert_fails_fast(proc, elapsed, imported, match: str) -> str:
+    """Non-zero exit, one line in all (stdout and stderr together) that matches ``match``, quickly, no framework."""
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    assert proc.returncode != 0, lines
+    assert len(lines) == 1, f"expected only the error line, got {lines}"
+    assert lines[0].startswith("error: ") and re.search(match, lines[0]), lines[0]
+    assert imported == [], f"imported {imported} before refusing the command"
+    assert elapsed < FAST_FAIL_SECONDS, f"took {elapsed:.1f} s to refuse the command"
+    return lines[0]
+
+
+def _fast_fail_cases(tmp_path: Path, image_file) -> dict[str, tuple[list, str]]:
+    good = image_file("good.png", size=(96, 80))
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(np.random.default_rng(0).integers(0, 256, 2000, dtype=np.uint8).tobytes())
+    (tmp_path / "empty.png").write_bytes(b"")
+    existing = write_rgb(tmp_path / "existing.png", np.zeros((8, 8, 3), np.uint8))
+    (tmp_path / "notweights.h5").write_text("these are not weights\n")
+    out = tmp_path / "out.png"
+    return {
+        "missing input": (["dream", tmp_path / "missing.png", "-o", out], r"missing\.png does not exist"),
+        "corrupt input": (["dream", corrupt, "-o", out], r"corrupt\.jpg is not a readable image"),
+        "empty input": (["dream", tmp_path / "empty.png", "-o", out], r"empty\.png is empty"),
+        "one of many corrupt": (["dream", good, corrupt, "-o", tmp_path / "outs"], r"corrupt\.jpg is not a readable"),
+        "unknown layer": (["dream", good, "-o", out, "--layers", "mixed3:1,mixed55:1"], r"unknown layer 'mixed55'"),
+        "unknown preset": (["dream", good, "-o", out, "-p", "lysergc"], r"unknown preset 'lysergc'"),
+        "existing output": (["dream", good, "-o", existing], r"existing\.png already exists: pass --overwrite"),
+        "bad option value": (["dream", good, "-o", out, "--steps", "many"], r"Invalid value for '--steps'"),
+        "missing option": (["dream", good], r"Missing option '--output'"),
+        "unknown option": (["dream", good, "-o", out, "--octaves-scale", "2"], r"No such option: --octaves-scale"),
+        "steps out of range": (["dream", good, "-o", out, "--steps", "0"], r"dream\.steps must be"),
+        "unknown precision": (["dream", good, "-o", out, "--precision", "fp16"], r"unknown precision 'fp16'"),
+        "unknown backend": (["dream", good, "-o", out, "--backend", "tensorfow"], r"unknown backend 'tensorfow'"),
+        "weights not HDF5": (["dream", good, "-o", out, "--weights", tmp_path / "notweights.h5"],
+                             r"cannot load .*notweights\.h5 into InceptionV3 \(not an HDF5 file\)"),
+        "missing weights": (["dream", good, "-o", out, "--weights", tmp_path / "nope.h5"], r"nope\.h5 .*does not exist"),
+        "analyze missing song": (["analyze", tmp_path / "nope.wav", "-o", tmp_path / "plot.png"], r"nope\.wav"),
+        "import weights not HDF5": (["weights", "--import", tmp_path / "notweights.h5"], r"not an HDF5 file"),
+        "layers size": (["layers", "--size", "20"], r"--size must be at least 75"),
+    }
+
+
+@pytest.mark.parametrize("case", ["missing input", "corrupt input", "empty input", "one of many corrupt",
+                                  "unknown layer", "unknown preset", "existing output", "bad option value",
+                                  "missing option", "unknown option", "steps out of range", "unknown precision",
+                                  "unknown backend", "weights not HDF5", "missing weights", "analyze missing song",
+                                  "import weights not HDF5", "layers size"])
+def test_a_bad_command_fails_fast_with_one_line_and_no_framework(image_file, tmp_path, case):
+    args, match = _fast_fail_cases(tmp_path, image_file)[case]
+    before = sorted(p for p in tmp_path.rglob("*") if p.is_file())
+    assert_fails_fast(*run_process(*args, cwd=tmp_path), match)
+    assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == before, "no file may be written"
+
+
+def test_layers_needs_no_framework(tmp_path):
+    proc, elapsed, imported = run_process("layers", "--size", 299, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert imported == [] and elapsed < FAST_FAIL_SECONDS
+    assert re.search(r"^\s*mixed10\s+\(None, 8, 8, 2048\)", proc.stdout, re.M), proc.stdout
+
+
+def test_bare_command_shows_the_help(tmp_path):
+    proc, _, imported = run_process(cwd=tmp_path)
+    assert proc.returncode == 0 and "Usage" in proc.stdout + proc.stderr and "render" in proc.stdout + proc.stderr
+    assert imported == []
+
+
+# ---- user text is printed as it is, never as rich markup ------------------------------------------------------
+
+def test_paths_with_brackets_are_printed_verbatim(runner, image_file, tmp_path):
+    src = image_file("[red]cat[/].png", size=(96, 80), folder=tmp_path / "br[x]")
+    out = tmp_path / "br[x]" / "a[/]b[bold].png"
+    result = invoke(runner, "dream", src, "-o", out, *FAST)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [str(out)]
+    record = json.loads(out.with_name(out.name + ".dreamvid.json").read_text())
+    assert record["input"] == str(src)
+
+    again = invoke(runner, "dream", src, "-o", out, *FAST)  # the error names the path as it is too
+    line = assert_one_line_error(again, 1)
+    assert str(out) in line
+
+
+def test_warnings_are_printed_verbatim(capsys):
+    from dreamvid import cli
+
+    cli.warn("frame 3 [/] damaged ([h264 @ 0x55d] error) in br[x]/clip[/b].mp4")
+    assert capsys.readouterr().err == "warning: frame 3 [/] damaged ([h264 @ 0x55d] error) in br[x]/clip[/b].mp4\n"
+
+
+def test_preset_descriptions_are_printed_verbatim(runner, tmp_path, monkeypatch):
+    user = tmp_path / "user_presets"
+    user.mkdir()
+    (user / "mine.toml").write_text('description = "[b]bold[/b] claims [/] and [x]"\n[dream]\nsteps = 2\n')
+    monkeypatch.setenv("DREAMVID_PRESETS", str(user))
+    result = invoke(runner, "presets")
+    assert result.exit_code == 0, result.output
+    row = [line for line in result.stdout.splitlines() if line.strip().startswith("mine")]
+    assert len(row) == 1 and "[b]bold[/b] claims [/] and [x]" in row[0], result.stdout
