@@ -337,3 +337,36 @@ def test_bad_input_is_one_line(tmp_path):
         with pytest.raises(VideoError) as err:
             probe(path)
         assert "\n" not in str(err.value)
+
+
+# -- containers and clean-up ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("suffix,codec", [
+    (".ts", ("-c:v", "libx264", "-preset", "ultrafast", "-qp", "0")),  # starts at 1.4 s on its own clock
+    (".mpg", ("-c:v", "mpeg2video", "-q:v", "2")),  # only some packets carry a presentation time
+    (".avi", ("-c:v", "mpeg4", "-q:v", "2")),
+    (".mov", ("-c:v", "prores")),
+])  # fmt: skip
+def test_other_containers_decode_every_frame_in_place(tmp_path, suffix, codec):
+    clip = _grey_clip(tmp_path / f"clip{suffix}", 30, rate="25", codec=codec)
+    info = probe(clip)
+    assert (info.fps, info.frame_count, info.variable_rate) == (25.0, 30, False)
+    assert [_index(f) for f in iter_frames(clip, info=info)] == list(range(30))
+
+
+def _children() -> set[int]:
+    pids = set()
+    for task in Path("/proc/self/task").iterdir():
+        pids |= {int(p) for p in (task / "children").read_text().split()}
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
+def test_stopping_early_ends_ffmpeg(tmp_path):
+    """A consumer that stops after one frame leaves no ffmpeg behind (the generator's close kills it)."""
+    clip = _grey_clip(tmp_path / "clip.mp4", 40)
+    before = _children()
+    frames = iter_frames(clip)
+    next(frames)
+    assert _children() - before  # ffmpeg is running
+    frames.close()
+    assert _children() == before

@@ -258,7 +258,7 @@ def _video_stream(listing: str) -> _Stream | None:
 def _parse_packets(text: str) -> tuple[Fraction, list[tuple[int, int]]]:
     """Time base and the ``(pts, duration)`` of every shown packet, from ffmpeg's ``framecrc`` output."""
     tb = Fraction(1, 1)
-    packets = []
+    raw = []
     for line in text.splitlines():
         if line.startswith("#tb 0:"):
             tb = Fraction(line.split(":", 1)[1].strip())
@@ -270,8 +270,13 @@ def _parse_packets(text: str) -> tuple[Fraction, list[tuple[int, int]]]:
             if flags & _FLAG_DISCARD:
                 continue
             dts, pts, dur = int(fields[1]), int(fields[2]), int(fields[3])
-            packets.append((pts if pts != _NOPTS else dts, dur))
-    return tb, packets
+            raw.append((dts, pts, dur))
+    if any(pts == _NOPTS for _, pts, _ in raw) and all(dts != _NOPTS for dts, _, _ in raw):
+        # MPEG-PS/TS stamp only some packets: take the decode times, moved by the decoder's delay
+        delays = sorted(pts - dts for dts, pts, _ in raw if pts != _NOPTS)
+        delay = delays[len(delays) // 2] if delays else 0
+        return tb, [(dts + delay, dur) for dts, _, dur in raw]
+    return tb, [(pts, dur) for _, pts, dur in raw]
 
 
 def _snap(rate: float, rel: float) -> Fraction | None:
