@@ -631,7 +631,11 @@ def iter_frames(
         "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1",
     ]  # fmt: skip
     w, h = target
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # its own session: a Ctrl-C at the terminal reaches Python (which then stops ffmpeg here), not ffmpeg, which
+    # would otherwise end the stream early and look like a truncated file
+    proc = subprocess.Popen(
+        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
     errors = _Stderr(proc.stderr)
     reported = 0  # damage lines already reported: the first is reported at once, the rest counted at the end
     yielded = 0
