@@ -6,14 +6,23 @@ thread, and encoding runs behind in another, so the dreamer — the expensive st
 
 Work folder (``<output>.dreamvid-work/`` beside the output)::
 
+    lock              held (flock) by the render using the folder; the OS drops it when that process dies
     job.json          what is being rendered (inputs, config, weights); a resume must match it
     state.json        last finished frame, stage timings and measure accumulators (rewritten atomically per frame)
     seg_000000.mp4    finished segments of ``segment_frames`` frames (H.264)
     frames/000123.png finished frames of the current segment, lossless; the last one seeds the next frame's flow
+    video.mp4, final.mp4, report.json   the joined video, the muxed output and the report, before they are published
 
 A resumed render re-encodes the pending PNGs into the open segment, decodes the source up to the next frame,
 and carries on. Every frame replays the same seeded jitter sequence and the feedback image is the
 lossless PNG, so a resumed render is identical to an uninterrupted one.
+
+Every instant is resumable, a SIGKILL included, because each write is durable (fsync) before the one that relies
+on it: a frame's PNG before the state that counts it; a closed segment before the state that counts its last
+frame; that state before the segment's PNGs are deleted. The output and the report are built in the work folder,
+then ``state.json`` says "publish", then they are renamed into place, and only then is the folder removed (renamed
+away first, so a half-deleted folder is never mistaken for a render to resume). ``DREAMVID_TEST_KILL_AT=<stage>:<n>``
+makes the process SIGKILL itself at one of these instants (see :func:`_checkpoint`); the tests use it.
 """
 
 from __future__ import annotations
@@ -21,8 +30,10 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import queue
 import shutil
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -40,6 +51,11 @@ from .dream import Dreamer
 from .errors import InputError, OutputError
 from .fsutil import atomic_write_bytes, check_output
 from .images import read_image, write_image
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: the work folder is not locked
+    fcntl = None
 
 STAGES = ("decode", "flow", "dream", "encode", "mux")
 GAIN_EVERY = 10  # dream_gain is measured on every 10th frame (two network passes each)
@@ -87,6 +103,7 @@ class _State:
     gain: dict[str, float] = field(default_factory=dict)
     sync: list[float] = field(default_factory=lambda: [0.0] * 6)  # n, Σx, Σy, Σxx, Σyy, Σxy
     resumed_at: list[int] = field(default_factory=list)
+    phase: str = "render"  # "publish" once the output and report are complete in the work folder
 
 
 def work_dir_for(output: Path) -> Path:
@@ -133,31 +150,54 @@ def _zoom(img: np.ndarray, amount: float) -> np.ndarray:
     return cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
 
+def _join(thread: threading.Thread) -> None:
+    """Wait for ``thread`` to end, even through Ctrl-C; a Ctrl-C that came meanwhile is raised afterwards."""
+    interrupted = None
+    while thread.is_alive():
+        try:
+            thread.join()
+        except KeyboardInterrupt as e:
+            interrupted = e
+    if interrupted is not None:
+        raise interrupted
+
+
 class _Ahead:
-    """Runs an iterator in a thread, a few items ahead, re-raising its errors in the consumer."""
+    """Runs an iterator in a thread, a few items ahead, re-raising its errors in the consumer.
+
+    :meth:`close` stops the thread, closes the iterator (in that thread) and waits for it to end.
+    """
 
     _END = object()
 
-    def __init__(self, it: Iterator, depth: int = 4):
+    def __init__(self, it: Iterator, depth: int = 4, name: str = "dreamvid-decode"):
         self._q: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, args=(it,), daemon=True)
+        self._t = threading.Thread(target=self._run, args=(it,), name=name, daemon=True)
         self._t.start()
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._q.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def _run(self, it):
         try:
             for item in it:
-                while not self._stop.is_set():
-                    try:
-                        self._q.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if self._stop.is_set():
+                if not self._put(item):
                     return
-            self._q.put(self._END)
+            self._put(self._END)
         except BaseException as e:  # handed to the consumer
-            self._q.put(e)
+            self._put(e)
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    close()  # a generator's finally (the decoder's release) runs now, not at garbage collection
 
     def __iter__(self):
         while True:
@@ -170,16 +210,25 @@ class _Ahead:
 
     def close(self):
         self._stop.set()
+        _join(self._t)
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._q.get_nowait()  # drop the frames read ahead
 
 
 class _Behind:
-    """A single worker thread that does writes in order behind the loop (bounded queue)."""
+    """A single worker thread that does writes in order behind the loop (bounded queue).
 
-    def __init__(self, depth: int = 4):
+    :meth:`close` always returns with the thread ended: it runs the pending jobs first (a finished frame is kept)
+    unless told not to, and a Ctrl-C while it waits skips the jobs not yet started instead of being swallowed.
+    """
+
+    def __init__(self, depth: int = 4, name: str = "dreamvid-encode"):
         self._q: queue.Queue = queue.Queue(maxsize=depth)
         self._err: BaseException | None = None
+        self._skip = threading.Event()
         self.busy = 0.0
-        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t = threading.Thread(target=self._run, name=name, daemon=True)
         self._t.start()
 
     def _run(self):
@@ -187,14 +236,13 @@ class _Behind:
             job = self._q.get()
             if job is None:
                 return
-            if self._err is None:
+            if self._err is None and not self._skip.is_set():
                 t = time.perf_counter()
                 try:
                     job()
                 except BaseException as e:
                     self._err = e
                 self.busy += time.perf_counter() - t
-            self._q.task_done()
 
     def submit(self, fn: Callable[[], None]):
         self.check()
@@ -204,13 +252,29 @@ class _Behind:
         if self._err is not None:
             raise self._err
 
-    def drain(self):
-        self._q.join()
+    def close(self, *, drain: bool = True) -> None:
+        """Stop the worker (after the pending jobs if ``drain``) and wait for it; then raise its error, if any."""
+        interrupted = None
+        if not drain:
+            self._skip.set()
+        while self._t.is_alive():
+            try:
+                self._q.put(None, timeout=0.05)  # the worker keeps taking jobs, so this is never stuck
+                break
+            except queue.Full:
+                continue
+            except KeyboardInterrupt as e:
+                interrupted = e
+                self._skip.set()
+        while self._t.is_alive():
+            try:
+                self._t.join()
+            except KeyboardInterrupt as e:
+                interrupted = e
+                self._skip.set()  # a second Ctrl-C: finish only the job under way
+        if interrupted is not None:
+            raise interrupted
         self.check()
-
-    def close(self):
-        self._q.put(None)
-        self._t.join()
 
 
 def render(
@@ -222,12 +286,24 @@ def render(
     on_frame: Callable[[FrameEvent], None] | None = None,
     on_warning: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Render ``opts.input`` into ``opts.output`` and return the report (also written beside the output)."""
+    """Render ``opts.input`` into ``opts.output`` and return the report (also written beside the output).
+
+    The work folder is locked while the render runs: a second render of the same output raises
+    :class:`OutputError` instead of sharing it. A render interrupted at any instant, even by SIGKILL, continues
+    with ``resume=True`` to the same video.
+    """
     t_total = time.perf_counter()
     output = Path(opts.output)
-    check_output(output, overwrite=opts.overwrite)
     report_path = report_path_for(output)
-    check_output(report_path, overwrite=opts.overwrite)
+    work = work_dir_for(output)
+    shutil.rmtree(_trash_for(work), ignore_errors=True)  # left by a render killed while removing its work folder
+    if opts.resume and not opts.overwrite and output.exists() and not work.exists():
+        raise OutputError(f"{output} is already rendered (there is no interrupted render to resume): pass "
+                          "--overwrite to render it again, or choose another -o path")
+    # a render killed while publishing may have put its output in place already: the resume finishes the job
+    placed = opts.resume and _peek_phase(work) == "publish"
+    check_output(output, overwrite=opts.overwrite or placed)
+    check_output(report_path, overwrite=opts.overwrite or placed)
     video.check_container(output)  # before any work: a wrong -o or an unreadable song fails at once
     if opts.song is not None:
         video.check_song(opts.song)
@@ -236,11 +312,24 @@ def render(
     size = video.output_size(info.width, info.height, opts.max_side)
     schedule, features = _schedule(opts, config, info.fps, count)
 
-    work = work_dir_for(output)
     job = _job(opts, config, dreamer, info, size, first, count)
-    state = _open_work(work, job, opts)
-    if on_start:
-        on_start(state.done, count)
+    with _WorkLock(work, output):
+        state = _open_work(work, job, opts)
+        if on_start:
+            on_start(state.done, count)
+        if state.phase == "publish":
+            return _publish(work, output, report_path, opts)
+        return _render_locked(opts, config, dreamer, state, work=work, info=info, size=size, first=first,
+                              count=count, schedule=schedule, features=features, t_total=t_total,
+                              on_frame=on_frame, on_warning=on_warning)
+
+
+def _render_locked(opts: RenderOptions, config: Config, dreamer: Dreamer, state: _State, *, work: Path,
+                   info: video.VideoInfo, size: tuple[int, int], first: int, count: int, schedule, features,
+                   t_total: float, on_frame, on_warning) -> dict[str, Any]:
+    """The render proper, in the locked work folder, from ``state.done`` on."""
+    output = Path(opts.output)
+    report_path = report_path_for(output)
 
     dreamer.warm_up(config.dream, (size[1], size[0]))
     stab = metrics.StabilityMeter(tol=config.video.consistency)
@@ -273,39 +362,57 @@ def render(
             prev = src
             t = time.perf_counter()
 
-    encoder = _Behind()
-    segment: list = [None]  # the open FrameWriter
+    seg_frames = opts.segment_frames
+    frames_dir = work / "frames"
+    segment: list = [None]  # the open FrameWriter; only the encoder thread touches it while that thread runs
 
-    def open_segment(seg: int):
-        segment[0] = video.FrameWriter(work / f"seg_{seg:06d}.mp4", fps=info.fps, size=size, crf=opts.crf,
-                                       preset=opts.x264_preset, overwrite=True)
-
-    def write_frame(k: int, frame: np.ndarray, png: bool):
+    def write_frame(k: int, frame: np.ndarray):
         if segment[0] is None:
-            open_segment(k // opts.segment_frames)
-        if png:
-            write_image(work / "frames" / f"{k:06d}.png", frame, overwrite=True)
+            segment[0] = video.FrameWriter(work / f"seg_{k // seg_frames:06d}.mp4", fps=info.fps, size=size,
+                                           crf=opts.crf, preset=opts.x264_preset, overwrite=True)
         segment[0].write(frame)
-        if (k + 1) % opts.segment_frames == 0:
-            segment[0].close()
-            segment[0] = None
-            # the segment is safe on disk: its PNGs are no longer needed, except the newest (feedback seed)
-            for p in sorted((work / "frames").glob("*.png"))[:-1]:
-                p.unlink()
+        if (k + 1) % seg_frames == 0:
+            close_segment()
 
-    # re-feed frames finished in the open segment before the interruption
-    seg_start = (state.done // opts.segment_frames) * opts.segment_frames
-    prev_dream = None
-    for k in range(seg_start, state.done):
-        frame = read_image(work / "frames" / f"{k:06d}.png")
-        encoder.submit(lambda k=k, f=frame: write_frame(k, f, png=False))
-        prev_dream = frame
-    if state.done and prev_dream is None:
-        prev_dream = read_image(work / "frames" / f"{state.done - 1:06d}.png")
+    def close_segment():
+        if segment[0] is None:
+            return
+        segment[0].close()
+        path, segment[0] = segment[0].path, None
+        _fsync(path)
+        _fsync(work)
+        _checkpoint("segment", int(path.stem[4:]))
 
-    ahead = _Ahead(sources())
+    def finish_frame(k: int, frame: np.ndarray, snapshot: bytes):
+        # each write is on disk before the next one relies on it: the PNG, then the segment, then the state that
+        # counts the frame, and only then are the PNGs of a closed segment deleted
+        png = frames_dir / f"{k:06d}.png"
+        write_image(png, frame, overwrite=True)
+        _fsync(png)
+        _fsync(frames_dir)
+        _checkpoint("png", k)
+        write_frame(k, frame)
+        _save_state(work, snapshot)
+        _checkpoint("state", k)
+        if (k + 1) % seg_frames == 0:
+            _prune_frames(frames_dir, keep_from=k)  # the newest stays: it seeds the next frame's feedback
+            _checkpoint("pruned", k // seg_frames)
+
     idle = 0.0
+    ahead = encoder = None
     try:
+        encoder = _Behind()
+        # re-feed frames finished in the open segment before the interruption
+        seg_start = (state.done // seg_frames) * seg_frames
+        prev_dream = None
+        for k in range(seg_start, state.done):
+            frame = read_image(frames_dir / f"{k:06d}.png")
+            encoder.submit(lambda k=k, f=frame: write_frame(k, f))
+            prev_dream = frame
+        if state.done and prev_dream is None:
+            prev_dream = read_image(frames_dir / f"{state.done - 1:06d}.png")
+
+        ahead = _Ahead(sources())
         wait = time.perf_counter()
         for k, src, prev_src, flows, cut in ahead:
             if k < state.done:
@@ -336,38 +443,30 @@ def render(
             state.seconds = dict(seconds, encode=seconds["encode"] + encoder.busy)
             snapshot = json.dumps(asdict(state)).encode()
             # one worker, in order: the PNG and the segment get the frame before state.json says it is done
-            encoder.submit(lambda k=k, f=dream, s=snapshot: (write_frame(k, f, png=True), _save_state(work, s)))
+            encoder.submit(lambda k=k, f=dream, s=snapshot: finish_frame(k, f, s))
             prev_dream = dream
             if on_frame:
                 on_frame(FrameEvent(k, count, False, time.perf_counter() - t_frame, intensity))
             wait = time.perf_counter()
-        encoder.drain()
-        seconds["encode"] += encoder.busy
-        if segment[0] is not None:
-            segment[0].close()
-            segment[0] = None
-    except BaseException:
         ahead.close()
-        with contextlib.suppress(BaseException):
-            encoder.drain()
-        if segment[0] is not None:
-            segment[0].abort()
+        encoder.submit(close_segment)
         encoder.close()
+        seconds["encode"] += encoder.busy
+    except BaseException:
+        _stop(ahead, encoder, segment)
         raise
-    ahead.close()
-    encoder.close()
     if state.done == 0:
         raise InputError(f"{opts.input} gave no frames in the chosen range; check --start/--duration")
 
     t = time.perf_counter()
-    segs = sorted(work.glob("seg_*.mp4"))
+    segs = [work / f"seg_{i:06d}.mp4" for i in range(-(-state.done // seg_frames))]
     silent = work / "video.mp4"
-    if silent.exists():
-        silent.unlink()
+    _checkpoint("concat", watch=work)
     video.concat(segs, silent, overwrite=True)
-    audio_seconds = video.mux(silent, output, song=opts.song, source=None if opts.song else opts.input,
-                              start=opts.start, loop_song=opts.loop_song, overwrite=opts.overwrite,
-                              on_warning=on_warning)
+    final = _final_path(work, output)
+    _checkpoint("mux", watch=work)
+    audio_seconds = video.mux(silent, final, song=opts.song, source=None if opts.song else opts.input,
+                              start=opts.start, loop_song=opts.loop_song, overwrite=True, on_warning=on_warning)
     seconds["mux"] += time.perf_counter() - t
 
     report = {
@@ -393,9 +492,14 @@ def render(
         "react": opts.react,
         "config": config.to_dict(),
     }
-    atomic_write_bytes(report_path, json.dumps(report, indent=2).encode(), overwrite=True)
-    if not opts.keep_work:
-        shutil.rmtree(work, ignore_errors=True)
+    # the output and the report are complete in the work folder, then the state says so, then they are published
+    atomic_write_bytes(work / "report.json", json.dumps(report, indent=2).encode(), overwrite=True)
+    _fsync(final)
+    _fsync(work / "report.json")
+    state.phase = "publish"
+    _save_state(work, json.dumps(asdict(state)).encode())
+    _checkpoint("publish")
+    _publish(work, output, report_path, opts)
     return report
 
 
@@ -441,32 +545,225 @@ def _schedule(opts: RenderOptions, config: Config, fps: float, count: int):
 
 
 def _open_work(work: Path, job: dict, opts: RenderOptions) -> _State:
-    job_file = work / "job.json"
-    if work.exists() and not opts.resume:
-        if not opts.overwrite:
-            raise OutputError(f"an interrupted render of {opts.output} was found in {work}: pass --resume to "
-                              "continue it, or --overwrite to start over")
-        shutil.rmtree(work)
-    state = _State()
-    if work.exists() and opts.resume:
+    """In the locked work folder: load the interrupted render to resume, or start afresh."""
+    job_file, state_file = work / "job.json", work / "state.json"
+    job = json.loads(json.dumps(job))  # as it reads back from job.json (tuples become lists)
+    if job_file.exists():
         try:
             old = json.loads(job_file.read_text())
-            saved = json.loads((work / "state.json").read_text()) if (work / "state.json").exists() else {}
-        except (OSError, ValueError):
-            raise OutputError(f"the work folder {work} is damaged; delete it and render again") from None
-        if old != job:
-            diff = sorted(k for k in job if old.get(k) != job.get(k))
-            raise OutputError(f"cannot resume: {', '.join(diff)} changed since the interrupted render; use the same "
-                              f"settings, or --overwrite to start over")
-        state = _State(**saved) if saved else _State()
-        state.resumed_at.append(state.done)
-        return state
-    (work / "frames").mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(job_file, json.dumps(job, indent=2).encode(), overwrite=True)
-    return state
+            state = _State(**json.loads(state_file.read_text())) if state_file.exists() else _State()
+        except (OSError, ValueError, TypeError):
+            raise OutputError(f"the work folder {work} is damaged: render again with --overwrite instead of "
+                              "--resume to start over") from None
+        if state.done > 0:  # work that would be lost
+            if not opts.resume:
+                if not opts.overwrite:
+                    raise OutputError(f"an interrupted render of {opts.output} was found in {work}: pass --resume "
+                                      "to continue it, or --overwrite to start over")
+            elif old != job:
+                diff = sorted(k for k in job if old.get(k) != job.get(k))
+                raise OutputError(f"cannot resume: {', '.join(diff)} changed since the interrupted render; use "
+                                  "the same settings, or --overwrite to start over")
+            else:
+                _check_resumable(work, state, opts.segment_frames, final=_final_path(work, Path(opts.output)))
+                if state.phase != "publish":
+                    _tidy(work, state, opts.segment_frames)
+                    state.resumed_at.append(state.done)
+                return state
+    for p in work.iterdir():  # a fresh start; the lock file stays (this render holds it)
+        if p.name != _LOCK:
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+    (work / "frames").mkdir()
+    _durable_write(job_file, json.dumps(job, indent=2).encode())
+    return _State()
+
+
+def _check_resumable(work: Path, state: _State, seg_frames: int, *, final: Path) -> None:
+    """Raise OutputError, before any work, if a file the resume needs is missing."""
+    if state.phase == "publish":
+        return  # _publish checks what is left to move
+    closed = state.done // seg_frames
+    need = [work / f"seg_{i:06d}.mp4" for i in range(closed)]
+    need += [work / "frames" / f"{k:06d}.png" for k in range(max(0, min(closed * seg_frames, state.done - 1)),
+                                                             state.done)]
+    missing = [p for p in need if not p.is_file()]
+    if missing:
+        raise OutputError(f"the work folder {work} is damaged ({missing[0].relative_to(work)} is missing): render "
+                          "again with --overwrite instead of --resume to start over")
+
+
+def _tidy(work: Path, state: _State, seg_frames: int) -> None:
+    """Remove what a killed render left half-done: temporary files, and PNGs the resume does not need."""
+    frames = work / "frames"
+    for folder in (work, frames):
+        for p in folder.glob(".*"):
+            if p.is_file():
+                p.unlink()
+    _prune_frames(frames, keep_from=min((state.done // seg_frames) * seg_frames, state.done - 1),
+                  keep_to=state.done - 1)
+
+
+def _prune_frames(frames: Path, *, keep_from: int, keep_to: int | None = None) -> None:
+    """Delete the PNGs of frames before ``keep_from`` (and after ``keep_to``)."""
+    for p in frames.glob("*.png"):
+        if p.stem.isdigit() and (int(p.stem) < keep_from or (keep_to is not None and int(p.stem) > keep_to)):
+            p.unlink()
+
+
+def _publish(work: Path, output: Path, report_path: Path, opts: RenderOptions) -> dict[str, Any]:
+    """Move the finished output and report into place, then remove the work folder; returns the report.
+
+    Every step can be repeated, so a resume of a render killed half-way through publishing finishes it.
+    """
+    moves = ((_final_path(work, output), output), (work / "report.json", report_path))
+    for src, dst in moves:
+        if not src.exists() and not dst.exists():
+            raise OutputError(f"the work folder {work} is damaged ({src.name} is missing): render again with "
+                              "--overwrite instead of --resume to start over")
+        if src.exists() and dst.exists() and not opts.overwrite:
+            raise OutputError(f"{dst} already exists: pass --overwrite to replace it, or choose another -o path")
+    report = json.loads((moves[1][0] if moves[1][0].exists() else report_path).read_text())
+    for i, (src, dst) in enumerate(moves):
+        if src.exists():
+            os.replace(src, dst)
+            _fsync(dst.parent)
+        _checkpoint("placed", i)
+    if not opts.keep_work:
+        trash = _trash_for(work)
+        shutil.rmtree(trash, ignore_errors=True)
+        os.replace(work, trash)  # a half-deleted folder must never look like a render to resume
+        _checkpoint("trashed")
+        shutil.rmtree(trash, ignore_errors=True)
+    return report
+
+
+def _final_path(work: Path, output: Path) -> Path:
+    return work / ("final" + output.suffix)
+
+
+def _trash_for(work: Path) -> Path:
+    return work.with_name(work.name + ".trash")
+
+
+def _peek_phase(work: Path) -> str | None:
+    """The phase of a render in ``work``, read without the lock (only to tell whether its output may be in place)."""
+    try:
+        return json.loads((work / "state.json").read_text()).get("phase")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+_LOCK = "lock"
+
+
+class _WorkLock:
+    """An exclusive ``flock`` on ``<work>/lock`` while a render uses the folder (the folder is created if needed).
+
+    The OS drops the lock when the process ends, however it ends, so a killed render never blocks its resume.
+    """
+
+    def __init__(self, work: Path, output: Path):
+        self.work, self.output = work, output
+        self._fd: int | None = None
+
+    def __enter__(self) -> _WorkLock:
+        for _ in range(10):
+            try:
+                self.work.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.work / _LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            except FileNotFoundError:
+                continue  # the folder was just removed by a render that finished
+            except OSError as e:
+                raise OutputError(f"cannot create the work folder {self.work}: {e.strerror}; choose a writable "
+                                  "-o path") from None
+            if fcntl is None:
+                self._fd = fd
+                return self
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as e:
+                os.close(fd)
+                if isinstance(e, BlockingIOError):
+                    raise OutputError(f"another render is writing {self.output} (its work folder {self.work} is in "
+                                      "use): wait for it to finish, or choose another -o path") from None
+                raise OutputError(f"cannot lock the work folder {self.work}: {e.strerror}") from None
+            try:  # the folder may have been moved away (a render finishing) between the open and the lock
+                same = os.path.samestat(os.fstat(fd), os.stat(self.work / _LOCK))
+            except FileNotFoundError:
+                same = False
+            if same:
+                self._fd = fd
+                return self
+            os.close(fd)
+        raise OutputError(f"cannot lock the work folder {self.work}: it keeps disappearing; try again")
+
+    def __exit__(self, *exc) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # releases the lock
+            self._fd = None
+
+
+def _stop(ahead: _Ahead | None, encoder: _Behind | None, segment: list) -> None:
+    """On any error: end the decode thread, let the encoder finish the frames already dreamed (a second Ctrl-C
+    cuts that short) and end it, then kill the open segment's ffmpeg, which no thread uses any more."""
+    with contextlib.ExitStack() as stack:  # every step runs even if one before it raises
+        stack.callback(lambda: segment[0].abort() if segment[0] is not None else None)
+        if encoder is not None:
+            stack.callback(_close_quietly, encoder)
+        if ahead is not None:
+            stack.callback(ahead.close)
+
+
+def _close_quietly(encoder: _Behind) -> None:
+    try:
+        encoder.close()
+    except Exception:  # the error being raised already says what went wrong; a Ctrl-C still goes through
+        pass
 
 
 def _save_state(work: Path, snapshot: bytes) -> None:
-    atomic_write_bytes(work / "state.json", snapshot, overwrite=True)
+    _durable_write(work / "state.json", snapshot)
 
 
+def _durable_write(path: Path, data: bytes) -> None:
+    """Replace ``path`` atomically, on disk (fsync) before this returns. One writer: the work folder is locked."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync(path.parent)
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's data, or a folder's entries, to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _checkpoint(stage: str, n: int = 0, *, watch: Path | None = None) -> None:
+    """An instant between two durable writes, named for the tests.
+
+    ``DREAMVID_TEST_KILL_AT=<stage>:<n>`` makes the process SIGKILL itself here; ``during-<stage>:<n>`` does it as
+    soon as the step that follows creates a file in ``watch`` (mid-concat, mid-mux). Stages, in order: ``png:<k>``,
+    ``segment:<s>``, ``state:<k>``, ``pruned:<s>``, ``concat:0``, ``mux:0``, ``publish:0``, ``placed:0`` (output),
+    ``placed:1`` (report), ``trashed:0``.
+    """
+    at = os.environ.get("DREAMVID_TEST_KILL_AT")
+    if not at:
+        return
+    if at == f"{stage}:{n}":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if watch is not None and at == f"during-{stage}:{n}":
+        before = set(os.listdir(watch))
+
+        def kill_on_new_file():
+            while not set(os.listdir(watch)) - before:
+                time.sleep(0.001)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        threading.Thread(target=kill_on_new_file, name="dreamvid-test-kill", daemon=True).start()

@@ -7,6 +7,7 @@ reset of the feedback, bounded work-folder size and the music's hold on the drea
 from __future__ import annotations
 
 import json
+import math
 
 import cv2
 import numpy as np
@@ -15,7 +16,7 @@ import pytest
 from dreamvid.audio import load_song
 from dreamvid.config import resolve
 from dreamvid.errors import OutputError
-from dreamvid.pipeline import work_dir_for
+from dreamvid.pipeline import STAGES, RenderOptions, _schedule, work_dir_for
 from dreamvid.video import count_frames, iter_frames, output_size, probe, scene_cut_score, stream_durations
 from tests.render_fixtures import (  # noqa: F401  (media and rdreamer are fixtures)
     FPS,
@@ -123,26 +124,49 @@ def test_silent_clip_without_song_gives_a_silent_video(silent_render):
 
 
 # -- the report -------------------------------------------------------------------------------------------------
-def test_report_beside_the_output(song_render, silent_render, cfg):
-    out, report, _ = song_render
+def test_report_beside_the_output(song_render, silent_render, cfg, media, rdreamer):
+    out, report, events = song_render
     assert out.with_name("video.report.json").is_file()
     on_disk = read_report(out)
     assert on_disk == json.loads(json.dumps(report))  # what render returned is what it wrote
-    assert on_disk["config"] == cfg.to_dict()
+    assert on_disk["config"] == json.loads(json.dumps(cfg.to_dict()))
     assert resolve(on_disk["config"]) == cfg  # the render can be reproduced from its report
+    # what is known exactly
+    assert (on_disk["input"], on_disk["output"], on_disk["song"]) == (str(media["clip"]), str(out), str(media["song"]))
     assert on_disk["frames"] == N
-    assert on_disk["fps"] == pytest.approx(FPS)
-    for stage in ("decode", "flow", "dream", "encode"):
-        assert isinstance(on_disk["seconds"][stage], float) and on_disk["seconds"][stage] >= 0.0, stage
-    assert on_disk["seconds"]["dream"] > 0.0
-    assert isinstance(on_disk["temporal_stability"], float) and on_disk["temporal_stability"] > 0.0
-    assert isinstance(on_disk["dream_strength"], float) and on_disk["dream_strength"] > 0.0
-    assert isinstance(on_disk["audio_sync"], float) and -1.0 <= on_disk["audio_sync"] <= 1.0
+    assert on_disk["fps"] == FPS == probe(media["clip"]).fps
+    assert on_disk["size"] == list(SIZE)
+    assert on_disk["start_frame"] == 0
+    # the 2 s song is cut to the sample where the video ends; what ffmpeg decodes of it agrees (10 ms resolution)
+    assert on_disk["audio_seconds"] == pytest.approx(N / FPS, abs=1e-3)
+    assert stream_durations(out)["audio"] == pytest.approx(on_disk["audio_seconds"], abs=0.011)
+    assert on_disk["react"] == 1.0
     assert on_disk["resumed_at_frames"] == []
+    assert (on_disk["backend"], on_disk["precision"]) == (rdreamer.backend_name, rdreamer.precision)
+    assert on_disk["weights"] == rdreamer.weights.describe()
+    # timings: every stage, consistent with each other
+    assert set(STAGES) | {"total_this_run"} <= set(on_disk["seconds"])
+    for stage in STAGES:
+        assert isinstance(on_disk["seconds"][stage], float) and on_disk["seconds"][stage] >= 0.0, stage
+    assert on_disk["seconds"]["dream"] > 0.0 and on_disk["seconds"]["mux"] > 0.0
+    assert on_disk["seconds"]["total_this_run"] >= on_disk["seconds"]["dream"]
+    assert on_disk["dream_seconds_per_frame"] == pytest.approx(on_disk["seconds"]["dream"] / N, abs=2e-3)
+    assert 0.0 <= on_disk["accelerator_idle_fraction"] <= 1.0
+    # the measures: strength is the mean of the per-frame intensities; sync their correlation with the song's energy
+    intensities = np.array([e.intensity for e in events])
+    assert on_disk["dream_strength"] == pytest.approx(float(intensities.mean()), rel=1e-3, abs=1e-4)
+    _, features = _schedule(RenderOptions(input=media["clip"], output=out, song=media["song"]), cfg, FPS, N)
+    expected_sync = float(np.corrcoef(features.level[:N], intensities)[0, 1])  # the song's own RMS per frame
+    assert math.isfinite(on_disk["audio_sync"]) and -1.0 <= on_disk["audio_sync"] <= 1.0
+    assert on_disk["audio_sync"] == pytest.approx(expected_sync, abs=1e-3)
+    assert isinstance(on_disk["temporal_stability"], float) and on_disk["temporal_stability"] > 0.0
     assert not work_dir_for(out).exists()  # cleaned up after success (keep_work False)
 
     silent_out, silent_report, _ = silent_render
-    assert read_report(silent_out)["audio_sync"] is None
+    on_disk = read_report(silent_out)
+    assert on_disk == json.loads(json.dumps(silent_report))
+    assert (on_disk["song"], on_disk["audio_seconds"], on_disk["audio_sync"]) == (None, None, None)
+    assert (on_disk["frames"], on_disk["size"], on_disk["start_frame"]) == (N, list(SIZE), 0)
     assert silent_report["dream_strength"] > 0.0
 
 
@@ -156,41 +180,53 @@ def _interrupt_after(k: int, seen: list):
     return on_frame
 
 
+def _pngs(work) -> list[str]:
+    return sorted(p.name for p in (work / "frames").glob("*.png"))
+
+
 def test_resume_after_interrupt_gives_identical_frames(media, rdreamer, cfg, tmp_path):
-    seg, k = 4, 6  # segment 0 (frames 0-3) is finished; frames 4 and 5 are pending in the open segment
+    seg = 4
     a = tmp_path / "a.mp4"
     report_a = render_to(a, media["clip"], cfg, rdreamer, song=media["song"], segment_frames=seg)
 
     b = tmp_path / "b.mp4"
-    seen: list = []
+    work = work_dir_for(b)
+    # Ctrl-C after 6 frames: segment 0 (frames 0-3) is finished, frames 4 and 5 are pending in the open segment
     with pytest.raises(KeyboardInterrupt):
         render_to(b, media["clip"], cfg, rdreamer, song=media["song"], segment_frames=seg,
-                  on_frame=_interrupt_after(k, seen))
-    work = work_dir_for(b)
+                  on_frame=_interrupt_after(6, []))
     assert work.is_dir()
     assert not b.exists() and not b.with_name("b.report.json").exists()
-    assert (work / "seg_000000.mp4").is_file() and not (work / "seg_000001.mp4").exists()
-    pending = {p.name for p in (work / "frames").glob("*.png")}
-    assert {"000004.png", "000005.png"} <= pending
-    assert json.loads((work / "state.json").read_text())["done"] == k
+    assert sorted(p.name for p in work.glob("seg_*.mp4")) == ["seg_000000.mp4"]
+    assert _pngs(work) == ["000003.png", "000004.png", "000005.png"]  # frame 3 seeds frame 4's feedback
+    assert json.loads((work / "state.json").read_text())["done"] == 6
+
+    # the resumed render is interrupted too, right where a segment ends (after frame 7)
+    seen: list = []
+    with pytest.raises(KeyboardInterrupt):
+        render_to(b, media["clip"], cfg, rdreamer, song=media["song"], segment_frames=seg, resume=True,
+                  on_frame=_interrupt_after(8, seen))
+    assert [(e.index, e.resumed) for e in seen] == [(k, k < 6) for k in range(8)]
+    assert sorted(p.name for p in work.glob("seg_*.mp4")) == ["seg_000000.mp4", "seg_000001.mp4"]
+    assert _pngs(work) == ["000007.png"]
+    assert json.loads((work / "state.json").read_text())["done"] == 8
 
     events: list = []
     report_b = render_to(b, media["clip"], cfg, rdreamer, song=media["song"], segment_frames=seg, resume=True,
                          on_frame=events.append)
-    assert report_b["resumed_at_frames"] == [k]
+    assert report_b["resumed_at_frames"] == [6, 8]
     assert report_b["frames"] == N
-    assert [e.index for e in events] == list(range(N))
-    assert [e.resumed for e in events] == [True] * k + [False] * (N - k)
+    assert [(e.index, e.resumed) for e in events] == [(k, k < 8) for k in range(N)]
     assert not work.exists()
 
     frames_a, frames_b = decode_all(a), decode_all(b)
     assert len(frames_a) == len(frames_b) == N
     for i, (fa, fb) in enumerate(zip(frames_a, frames_b, strict=True)):
         assert np.array_equal(fa, fb), f"frame {i} differs after resuming"
-    # the measures accumulated before the interruption survive it
-    for key in ("dream_strength", "temporal_stability", "audio_sync"):
-        assert report_b[key] == pytest.approx(report_a[key], abs=1e-4), key
-    assert stream_durations(b)["audio"] == pytest.approx(stream_durations(a)["audio"], abs=0.01)
+    assert b.read_bytes() == a.read_bytes()  # the same file, sound track included
+    # the measures accumulated before each interruption survive it
+    for key in ("dream_strength", "temporal_stability", "audio_sync", "frames", "size", "audio_seconds"):
+        assert report_b[key] == report_a[key], key
 
 
 def _snapshot(folder):
