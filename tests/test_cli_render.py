@@ -6,6 +6,7 @@ every error case fails before the model is used.
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -64,10 +65,14 @@ def test_render_writes_the_video_with_the_song_and_a_report(react_renders, runne
     assert probe(out).fps == pytest.approx(FPS, rel=1e-6)
     durations = stream_durations(out)
     assert durations["video"] == pytest.approx(N / FPS, abs=0.01)
+    assert "audio" in durations  # the song is in the file
     assert durations["audio"] == pytest.approx(N / FPS, abs=SECOND_AUDIO_TOL)  # the 2 s song, cut to the video
     report = read_report(out)
     assert report["frames"] == N
+    assert report["audio_seconds"] == pytest.approx(N / FPS, abs=1e-3)  # cut at the sample where the video ends
+    assert report["audio_seconds"] == pytest.approx(durations["audio"], abs=0.011)  # what ffmpeg decodes of it
     assert isinstance(report["audio_sync"], float)
+    assert math.isfinite(report["audio_sync"]) and -1.0 <= report["audio_sync"] <= 1.0
     assert report["config"]["dream"]["octaves"] == 1 and report["config"]["dream"]["steps"] == 1
     assert report["weights"].startswith("random weights")
 
