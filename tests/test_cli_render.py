@@ -17,6 +17,7 @@ from dreamvid.cli import app
 from dreamvid.video import count_frames, probe, stream_durations
 from tests.render_fixtures import FPS, N, SECOND_AUDIO_TOL, media, read_report  # noqa: F401  (media is a fixture)
 from tests.media import make_song
+from tests.test_cli import assert_fails_fast, run_process
 
 TINY_FLAGS = ["--octaves", "1", "--steps", "1", "--weights", "random", "--quiet"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -147,3 +148,46 @@ def test_analyze_missing_song_is_a_clear_error(runner, tmp_path):
     plot = tmp_path / "plot.png"
     _assert_clean_error(runner.invoke(app, ["analyze", str(tmp_path / "nope.wav"), "-o", str(plot)]), "nope.wav")
     assert not plot.exists()
+
+
+# -- fail fast: render refuses a bad command line before importing a framework ----------------------------------
+def _render_fail_cases(media, tmp_path):
+    clip = media["clip"]
+    corrupt = _random_bytes(tmp_path / "corrupt.mp4")
+    (tmp_path / "empty.mp4").touch()
+    (tmp_path / "existing.mp4").write_bytes(b"precious")
+    bad_song = _random_bytes(tmp_path / "noise.wav")
+    out = tmp_path / "out.mp4"
+    return {
+        "missing clip": (["render", tmp_path / "nope.mp4", "-o", out], r"nope\.mp4 does not exist"),
+        "corrupt clip": (["render", corrupt, "-o", out], r"corrupt\.mp4"),
+        "empty clip": (["render", tmp_path / "empty.mp4", "-o", out], r"empty\.mp4 is empty"),
+        "existing output": (["render", clip, "-o", tmp_path / "existing.mp4"], r"existing\.mp4 already exists"),
+        "webm output": (["render", clip, "-o", tmp_path / "out.webm"], r"out\.webm cannot be written"),
+        "no extension": (["render", clip, "-o", tmp_path / "out"], r"has no file extension"),
+        "missing song": (["render", clip, "-o", out, "--song", tmp_path / "nope.wav"], r"nope\.wav"),
+        "corrupt song": (["render", clip, "-o", out, "--song", bad_song], r"noise\.wav"),
+        "start past the end": (["render", clip, "-o", out, "--start", "60"], r"start"),
+        "unknown layer": (["render", clip, "-o", out, "--layers", "mixed3,mixed77"], r"unknown layer 'mixed77'"),
+        "unknown preset": (["render", clip, "-o", out, "-p", "nightmar"], r"unknown preset 'nightmar'"),
+        "bad crf": (["render", clip, "-o", out, "--crf", "99"], r"--crf must be from 0 to 51"),
+    }
+
+
+@pytest.mark.parametrize("case", ["missing clip", "corrupt clip", "empty clip", "existing output", "webm output",
+                                  "no extension", "missing song", "corrupt song", "start past the end",
+                                  "unknown layer", "unknown preset", "bad crf"])
+def test_a_bad_render_fails_fast_with_one_line_and_no_framework(media, tmp_path, case):
+    args, match = _render_fail_cases(media, tmp_path)[case]
+    before = sorted(p for p in tmp_path.rglob("*") if p.is_file())
+    assert_fails_fast(*run_process(*args, "--weights", "random", cwd=tmp_path), match)
+    assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == before, "no file may be written"
+
+
+# -- user text is printed verbatim ------------------------------------------------------------------------------
+def test_render_reports_a_bracketed_output_path_verbatim(runner, media, tmp_path):
+    out = tmp_path / "br[x]" / "a[/]b.mp4"
+    result = _render(runner, media["clip"], out)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[-1].startswith(f"{out}  ({N} frames"), result.stdout
+    assert read_report(out)["output"] == str(out)
