@@ -248,11 +248,24 @@ def test_every_builtin_preset_resolves(name, clean_env):
 
 
 def test_every_preset_file_in_the_folder_resolves(clean_env):
-    for name, path in presets.available().items():
+    found = presets.available()
+    assert set(BUILTIN) <= set(found), found
+    for name, path in found.items():  # an ImportError here (e.g. of the [audio] validation) fails the test
         table = load_toml(path)
+        cfg = resolve(table, preset=name)
+        assert isinstance(cfg, Config), name
+        d = cfg.to_dict()
+        assert set(d) == {"preset", "description", "dream", "video", "audio"}, name
+        assert set(d["dream"]) == {f.name for f in dataclasses.fields(DreamParams)}, name
+        assert set(d["video"]) == {f.name for f in dataclasses.fields(VideoParams)}, name
+        assert cfg.preset == name and cfg.description == table["description"] and cfg.description.strip(), name
+        for key, value in table.get("dream", {}).items():  # every key the file sets is the one the run uses
+            want = format_layers(parse_layers(value)) if key == "layers" else value
+            assert d["dream"][key] == want, f"{name}: dream.{key}"
+        for key, value in table.get("video", {}).items():
+            assert d["video"][key] == value, f"{name}: video.{key}"
         if table.get("audio"):
-            pytest.importorskip("dreamvid.schedule")
-        resolve(table, preset=name)
+            assert cfg.audio and set(table["audio"]) <= set(cfg.audio), f"{name}: [audio] was dropped"
 
 
 def test_unknown_preset_is_named_with_a_suggestion(clean_env):

@@ -217,3 +217,130 @@ def test_import_rejects_a_file_that_is_not_inceptionv3_weights(cache, tmp_path):
     assert not cache.exists() or list(cache.iterdir()) == []
     assert_one_line_error(cli("weights", "--import", tmp_path / "nope.h5"), r"nope\.h5 .*does not exist")
     assert_one_line_error(cli("weights", "--import", "random"), r"import takes a weights file")
+
+
+# ---- InceptionV3 without Keras: the architecture as code, folded weights -----------------------------------------
+
+@pytest.fixture(scope="module")
+def keras_net(tmp_path_factory):
+    """A fresh Keras InceptionV3 with random weights *and* random batch-norm statistics (so folding them matters),
+    saved in both the Keras 3 (.weights.h5) and the legacy (.h5, Keras' ImageNet files) formats."""
+    import h5py
+    import keras
+    from keras.src.legacy.saving import legacy_h5_format
+
+    net = keras.applications.InceptionV3(include_top=False, weights=None, input_shape=(None, None, 3))
+    rng = np.random.default_rng(5)
+    for layer in net.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            beta, mean, var = (v.numpy() for v in layer.weights)
+            layer.set_weights([rng.normal(0, 0.2, beta.shape), rng.normal(0, 0.2, mean.shape),
+                               rng.uniform(0.3, 2.0, var.shape)])
+    folder = tmp_path_factory.mktemp("net")
+    new, legacy = folder / "net.weights.h5", folder / "net_legacy.h5"
+    net.save_weights(str(new))
+    with h5py.File(legacy, "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, net)
+    return net, new, legacy
+
+
+def test_file_order_is_keras_layer_order(keras_net):
+    """Weights files store layers in the Keras model's order; model.FILE_ORDER maps creation order onto it."""
+    import keras
+
+    net = keras_net[0]
+    convs = [layer for layer in net.layers if isinstance(layer, keras.layers.Conv2D)]
+    bns = [layer for layer in net.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    # the fixture's model is built with fresh names; its creation order is the order of the trailing counters
+    def created(layer):
+        m = re.search(r"_(\d+)$", layer.name)
+        return int(m[1]) if m else 0
+
+    base_c, base_b = min(map(created, convs)), min(map(created, bns))
+    order_c = [None] * len(convs)
+    order_b = [None] * len(bns)
+    for i, layer in enumerate(convs):
+        order_c[created(layer) - base_c] = i
+    for i, layer in enumerate(bns):
+        order_b[created(layer) - base_b] = i
+    assert tuple(order_c) == model.FILE_ORDER == tuple(order_b)
+    assert model.CONVS_UPTO["mixed10"] == len(convs) == 94
+
+
+@pytest.mark.parametrize("fmt", ["keras3", "legacy"])
+def test_folded_network_computes_what_keras_computes(keras_net, fmt):
+    import tensorflow as tf
+
+    from dreamvid.backends import tensorflow_backend as tb
+
+    net, new, legacy = keras_net
+    layers = ("mixed2", "mixed5", "mixed10")
+    folded = model.folded_weights(WeightsSource("file", new if fmt == "keras3" else legacy, "test"), layers)
+    assert len(folded.kernels) == model.CONVS_UPTO["mixed10"]
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 91, 117, 3)).astype(np.float32)
+    ref = [a.numpy() for a in _keras_features(net, layers)(x)]
+    got = [a.numpy() for a in model.inception_v3(tb._Ops(folded), tf.constant(x), layers)]
+    for name, r, g in zip(layers, ref, got):
+        assert g.shape == r.shape, name
+        np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4 * np.abs(r).max(), err_msg=name)
+
+
+def test_folded_step_matches_the_keras_step_and_traces_once(keras_net):
+    from dreamvid.backends import tensorflow_backend as tb
+
+    src = WeightsSource("file", keras_net[1], "test")
+    channels = ((), (3, 7, 40))
+    feats = model.Features(src, ("mixed3", "mixed5"))
+    assert feats.folded() is not None
+    fast = tb.make_step(feats, channels=channels)
+    slow = tb.make_step(_keras_features(keras_net[0], ("mixed3", "mixed5")), channels=channels)
+    w = np.array([1.0, 0.7], np.float32)
+    rng = np.random.default_rng(1)
+    for shape in [(1, 96, 128), (3, 80, 80), (1, 131, 97)]:  # every octave/tile shape: one graph
+        x = rng.uniform(-1, 1, (*shape, 3)).astype(np.float32)
+        g1, l1 = fast(x, w)
+        g2, l2 = slow(x, w)
+        np.testing.assert_allclose(l1, l2, rtol=1e-4)
+        np.testing.assert_allclose(g1, g2, atol=1e-4 * np.abs(g2).max())
+    assert fast.trace_count() == 1 and slow.trace_count() == 1
+
+
+def _keras_features(net, layers):
+    import keras
+
+    return keras.Model(net.input, [net.get_layer(n).output for n in layers])
+
+
+def test_a_weights_file_dream_never_builds_the_keras_model(weights_path, natural_image):
+    from tests.test_dream import FAST
+
+    d = Dreamer(weights=str(weights_path), seed=0)
+    before = model.feature_model.cache_info().misses
+    out = d.dream(natural_image, FAST)
+    assert out.shape == natural_image.shape and np.abs(out.astype(int) - natural_image).mean() > 0.5
+    assert model.feature_model.cache_info().misses == before, "the Keras model was built for a weights file"
+
+
+def test_layer_table_is_the_keras_models_shapes():
+    import keras
+
+    for h, w in [(75, 75), (128, 128), (333, 517)]:
+        net = keras.applications.InceptionV3(include_top=False, weights=None, input_shape=(h, w, 3))
+        assert model.layer_table(size=(h, w)) == [(n, tuple(net.get_layer(n).output.shape)) for n in LAYER_NAMES]
+
+
+def test_weights_file_is_checked_without_a_framework(tmp_path, keras_net):
+    import h5py
+
+    text = tmp_path / "w.h5"
+    text.write_text("not weights")
+    with pytest.raises(WeightsError, match=r"cannot load .*w\.h5 into InceptionV3 \(not an HDF5 file\)") as e:
+        model.check_weights(WeightsSource("file", text, "test"))
+    one_line(e)
+    other = tmp_path / "other.weights.h5"
+    with h5py.File(other, "w") as f:
+        f.create_dataset("layers/dense/vars/0", data=np.zeros((3, 3), np.float32))
+    with pytest.raises(WeightsError, match=r"other\.weights\.h5 into InceptionV3 \(no InceptionV3 layers"):
+        model.check_weights(WeightsSource("file", other, "test"))
+    assert model.check_weights(WeightsSource("file", keras_net[1], "test")).path == keras_net[1]
+    assert model.check_weights(RANDOM) is RANDOM
