@@ -315,13 +315,18 @@ def render(
     job = _job(opts, config, dreamer, info, size, first, count)
     with _WorkLock(work, output):
         state = _open_work(work, job, opts)
-        if on_start:
-            on_start(state.done, count)
-        if state.phase == "publish":
-            return _publish(work, output, report_path, opts)
-        return _render_locked(opts, config, dreamer, state, work=work, info=info, size=size, first=first,
-                              count=count, schedule=schedule, features=features, t_total=t_total,
-                              on_frame=on_frame, on_warning=on_warning)
+        try:
+            if on_start:
+                on_start(state.done, count)
+            if state.phase == "publish":
+                return _publish(work, output, report_path, opts)
+            return _render_locked(opts, config, dreamer, state, work=work, info=info, size=size, first=first,
+                                  count=count, schedule=schedule, features=features, t_total=t_total,
+                                  on_frame=on_frame, on_warning=on_warning)
+        except BaseException:
+            if not (work / "state.json").exists():  # not one frame finished: nothing to resume, nothing to keep
+                _remove_work(work)
+            raise
 
 
 def _render_locked(opts: RenderOptions, config: Config, dreamer: Dreamer, state: _State, *, work: Path,
@@ -629,12 +634,17 @@ def _publish(work: Path, output: Path, report_path: Path, opts: RenderOptions) -
             _fsync(dst.parent)
         _checkpoint("placed", i)
     if not opts.keep_work:
-        trash = _trash_for(work)
-        shutil.rmtree(trash, ignore_errors=True)
-        os.replace(work, trash)  # a half-deleted folder must never look like a render to resume
-        _checkpoint("trashed")
-        shutil.rmtree(trash, ignore_errors=True)
+        _remove_work(work)
     return report
+
+
+def _remove_work(work: Path) -> None:
+    """Delete the work folder; it is renamed away first, so a half-deleted folder never looks like a render."""
+    trash = _trash_for(work)
+    shutil.rmtree(trash, ignore_errors=True)
+    os.replace(work, trash)
+    _checkpoint("trashed")
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def _final_path(work: Path, output: Path) -> Path:

@@ -237,6 +237,20 @@ def test_an_interrupted_render_leaves_no_thread_or_ffmpeg_running(clips, rdreame
     assert report["resumed_at_frames"] == [1] and count_frames(out) == 5
 
 
+def test_a_render_stopped_before_its_first_frame_leaves_no_work_folder(clips, rdreamer, cfg, tmp_path):
+    def interrupt(done, total):
+        raise KeyboardInterrupt  # Ctrl-C while the model warms up: nothing finished, nothing to resume
+
+    out = tmp_path / "out.mp4"
+    before = set(threading.enumerate())
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.render(pipeline.RenderOptions(input=clips["five"], output=out), cfg, rdreamer, on_start=interrupt)
+    _assert_nothing_left_running(before)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    report = render_to(out, clips["five"], cfg, rdreamer, resume=True)  # --resume with nothing to resume: starts
+    assert report["frames"] == 5 and report["resumed_at_frames"] == []
+
+
 def test_a_damaged_work_folder_is_one_clear_error_and_leaks_nothing(clips, rdreamer, cfg, tmp_path):
     out = tmp_path / "out.mp4"
     seen = []
