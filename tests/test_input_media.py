@@ -29,6 +29,11 @@ def _ff(*args: str, data: bytes | None = None) -> None:
     subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-y", *args], input=data, check=True)
 
 
+def _vfr_out() -> list[str]:
+    """Output options that keep the frames' own timestamps (``-fps_mode`` since ffmpeg 5.1, ``-vsync`` before)."""
+    return ["-fps_mode", "vfr"] if decode_mod._ffmpeg_version() >= (5, 1) else ["-vsync", "vfr"]
+
+
 def _level(i: int) -> int:
     return 12 + 5 * i
 
@@ -54,7 +59,7 @@ def _grey_clip(path: Path, n: int, *, rate: str = "30", setpts: str | None = Non
         args += ["-f", "lavfi", "-i", f"sine=f=440:d={audio}", "-map", "0:v", "-map", "1:a"]
     args += ["-vf", ",".join(vf)]
     if setpts is not None:
-        args += ["-fps_mode", "vfr", "-enc_time_base", "1:90000"]
+        args += [*_vfr_out(), "-enc_time_base", "1:90000"]
     if not codec:
         codec = ("-c:v", "libx264", "-preset", "ultrafast", "-qp", "0")
     args += [*codec, f"file:{path}"]
@@ -78,7 +83,7 @@ def test_variable_rate_clip_keeps_real_time(tmp_path):
     """Each decoded frame k is the source frame on screen at k / fps, and frame_count / fps is the real length."""
     clip = _grey_clip(tmp_path / "vfr.mp4", len(VFR_TIMES), setpts=VFR_SETPTS, audio=4.0)
     info = probe(clip)
-    assert info.duration == pytest.approx(4.0)
+    assert info.duration == pytest.approx(4.0, abs=0.1)  # muxers differ on how long the last frame lasts
     frames = list(iter_frames(clip))
     assert len(frames) == info.frame_count
     for k, frame in enumerate(frames):
@@ -86,7 +91,7 @@ def test_variable_rate_clip_keeps_real_time(tmp_path):
     # a window in time is the same frames as the whole run cut there
     part = list(iter_frames(clip, first=20, count=9))
     assert [_index(f) for f in part] == [_index(f) for f in frames[20:29]]
-    assert info.fps == 12.0 and info.frame_count == 48  # the average rate (48 frames in 4 s), a common rate
+    assert info.fps == 12.0 and info.frame_count in (48, 49)  # the average rate (48 frames in 4 s), a common rate
     assert info.variable_rate and info.source_frames == len(VFR_TIMES)
 
 
@@ -120,7 +125,8 @@ def test_variable_rate_clip_keeps_its_own_sound_in_sync(tmp_path):
     assert _onset(with_beep) == pytest.approx(3.0, abs=0.03)
     assert _onset(out) == pytest.approx(appears, abs=1 / info.fps)
     durations = stream_durations(out)
-    assert durations["video"] == pytest.approx(4.0, abs=0.5 / info.fps)
+    assert durations["video"] == pytest.approx(info.duration, abs=0.5 / info.fps)
+    assert durations["video"] == pytest.approx(4.0, abs=0.1)
     assert durations["audio"] == pytest.approx(4.0, abs=0.05)
 
 
@@ -131,8 +137,10 @@ def test_variable_rate_rounding_snaps_to_a_common_rate(tmp_path):
     clip = _grey_clip(tmp_path / "drops.mp4", len(kept), setpts=expr)
     info = probe(clip)
     shown = [kept[_index(f)] for f in iter_frames(clip, info=info)]
-    assert shown == [i if i not in (7, 8, 30) else {7: 6, 8: 6, 30: 29}[i] for i in range(40)]  # gaps hold
-    assert info.fps == 30.0 and info.frame_count == 40 and info.variable_rate
+    assert len(shown) == info.frame_count
+    # (ffmpeg 7's MP4 muxer ends the edit list where the last frame starts, so that frame is never shown)
+    assert shown[:39] == [i if i not in (7, 8, 30) else {7: 6, 8: 6, 30: 29}[i] for i in range(39)]  # gaps hold
+    assert info.fps == 30.0 and info.frame_count in (39, 40) and info.variable_rate
 
 
 @pytest.mark.parametrize("suffix,codec", [
@@ -176,6 +184,8 @@ def _pattern(size=(48, 32)) -> np.ndarray:
 @pytest.mark.parametrize("ccw,k", [(90, 1), (-90, -1), (180, 2)])
 def test_rotated_phone_video_comes_out_upright(tmp_path, ccw, k):
     """``-display_rotation`` (counter-clockwise degrees) as a phone writes it: frames and size come out turned."""
+    if decode_mod._ffmpeg_version() < (7, 0):
+        pytest.skip("ffmpeg before 7.0 has no -display_rotation (and 4.2's MP4 muxer turns a rotate=270 tag the wrong way)")
     stored = tmp_path / "stored.mp4"
     with FrameWriter(stored, fps=10, size=(48, 32), crf=0, preset="ultrafast") as writer:
         for _ in range(3):
@@ -348,6 +358,8 @@ def test_bad_input_is_one_line(tmp_path):
 ])  # fmt: skip
 def test_other_containers_decode_every_frame_in_place(tmp_path, suffix, codec):
     clip = _grey_clip(tmp_path / f"clip{suffix}", 30, rate="25", codec=codec)
+    if subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", f"file:{clip}"], capture_output=True).returncode < 0:
+        pytest.skip(f"this ffmpeg build crashes reading {suffix} (johnvansickle's static 4.2 and 7.0 do on MPEG-TS)")
     info = probe(clip)
     assert (info.fps, info.frame_count, info.variable_rate) == (25.0, 30, False)
     assert [_index(f) for f in iter_frames(clip, info=info)] == list(range(30))

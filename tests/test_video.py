@@ -167,7 +167,7 @@ def test_damaged_frames_are_skipped_not_fatal(media, tmp_path):
     assert warnings and all("\n" not in w for w in warnings)
     assert any("damaged" in w and "damaged.mp4" in w for w in warnings)
     # the frames before the damage are intact and in place (after it, H.264 carries the error until a keyframe)
-    assert all(np.abs(frames[k].astype(int) - clip_frame(k, SIZE)).mean() < 3 for k in range(12))
+    assert all(np.abs(frames[k].astype(int) - clip_frame(k, SIZE)).mean() < 4 for k in range(12))
 
 
 # -- flow -------------------------------------------------------------------------------------------------------

@@ -97,6 +97,23 @@ def _url(path: str | os.PathLike) -> str:
 
 
 @functools.lru_cache(maxsize=None)
+def _ffmpeg_version() -> tuple[int, int]:
+    """(major, minor) of the bundled ffmpeg; (99, 0) for a build that names no release (a git snapshot)."""
+    proc = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-version"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL, check=False,
+    )  # fmt: skip
+    found = re.match(r"ffmpeg version n?(\d+)\.(\d+)", proc.stdout.decode("utf-8", "replace"))
+    return (int(found.group(1)), int(found.group(2))) if found else (99, 0)
+
+
+def _passthrough() -> list[str]:
+    """Output option that passes frames through as the filters made them (``-fps_mode`` came in ffmpeg 5.1 and
+    replaced ``-vsync``, which ffmpeg 8 no longer has; imageio-ffmpeg 0.5 bundles ffmpeg 4.2)."""
+    return ["-fps_mode", "passthrough"] if _ffmpeg_version() >= (5, 1) else ["-vsync", "passthrough"]
+
+
+@functools.lru_cache(maxsize=None)
 def _has_filter(name: str) -> bool:
     proc = subprocess.run(
         [ffmpeg_exe(), "-hide_banner", "-nostdin", "-filters"],
@@ -153,9 +170,11 @@ class VideoInfo:
     pixel_format: str = ""
     color_transfer: str = ""
     hdr: bool = False
-    #: Exact frame rate (``Fraction``) and the time of the first frame on ffmpeg's clock (seconds), for decoding.
+    #: For decoding: the exact frame rate (``Fraction``), the time of the first frame on ffmpeg's clock and of
+    #: the last source frame after the first (seconds).
     rate: Fraction | None = None
     start: float = 0.0
+    last: float = 0.0
 
 
 def _check_file(path: str | os.PathLike) -> Path:
@@ -296,6 +315,7 @@ class _Timing:
     frame_count: int
     variable: bool
     start: float
+    last: float  # the last source frame's time, seconds after the first
 
 
 def _timing(tb: Fraction, packets: list[tuple[int, int]], listed_rates: tuple[float, ...]) -> _Timing:
@@ -304,7 +324,7 @@ def _timing(tb: Fraction, packets: list[tuple[int, int]], listed_rates: tuple[fl
     n = len(packets)
     fallback = next((_snap(r, 0.002) or Fraction(r).limit_denominator(1001) for r in listed_rates), Fraction(25))
     if len(known) < n:  # no timestamps (e.g. a raw elementary stream): trust the listed rate
-        return _Timing(fallback, n, False, 0.0)
+        return _Timing(fallback, n, False, 0.0, (n - 1) / float(fallback))
     known.sort()
     t0 = known[0][0]
     times = [float((p - t0) * tb) for p, _ in known]
@@ -312,10 +332,10 @@ def _timing(tb: Fraction, packets: list[tuple[int, int]], listed_rates: tuple[fl
     if n == 1:
         dur = known[0][1]
         rate = (_snap(float(1 / (dur * tb)), 0.002) or Fraction(1 / (dur * tb)).limit_denominator(1001)) if dur > 0 else fallback
-        return _Timing(rate, 1, False, start)
+        return _Timing(rate, 1, False, start, 0.0)
     span_shown = times[-1]
     if span_shown <= 0:  # every frame at the same instant
-        return _Timing(fallback, n, False, start)
+        return _Timing(fallback, n, False, start, 0.0)
     mean_rate = (n - 1) / span_shown
     intervals = sorted(known[i + 1][0] - known[i][0] for i in range(n - 1))
     median_ticks = intervals[len(intervals) // 2]
@@ -324,7 +344,7 @@ def _timing(tb: Fraction, packets: list[tuple[int, int]], listed_rates: tuple[fl
         candidates.append(1 / (median_ticks * tb))
     for rate in candidates:
         if rate is not None and rate > 0 and _regular(times, rate):
-            return _Timing(rate, n, False, start)
+            return _Timing(rate, n, False, start, span_shown)
     median = float(median_ticks * tb) if median_ticks > 0 else span_shown / (n - 1)
     # frames missing from an even grid (a phone that dropped frames): keep the grid's rate, hold across the gaps
     grid = _snap(1 / median, 0.002) or (1 / (median_ticks * tb) if median_ticks > 0 else None)
@@ -332,7 +352,7 @@ def _timing(tb: Fraction, packets: list[tuple[int, int]], listed_rates: tuple[fl
         ticks = [t * float(grid) for t in times]
         slots = [round(x) for x in ticks]
         if all(abs(x - k) <= 0.3 for x, k in zip(ticks, slots)) and all(a < b for a, b in zip(slots, slots[1:])):
-            return _Timing(grid, slots[-1] + 1, True, start)
+            return _Timing(grid, slots[-1] + 1, True, start, span_shown)
     # variable rate: resample to the average rate over the span, from the first frame to the end of the last
     last = float(known[-1][1] * tb)
     if not 0 < last <= 4 * median:
@@ -340,7 +360,7 @@ def _timing(tb: Fraction, packets: list[tuple[int, int]], listed_rates: tuple[fl
     span = span_shown + last
     average = n / span
     rate = _snap(average, 0.02) or Fraction(round(average * 100), 100)
-    return _Timing(rate, max(1, round(span * rate)), True, start)
+    return _Timing(rate, max(1, round(span * rate)), True, start, span_shown)
 
 
 def _first_frame_decodes(path: Path) -> subprocess.Popen:
@@ -393,6 +413,11 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             first.kill()
             first.communicate()
     listing = scan.stderr.decode("utf-8", "replace")
+    if scan.returncode < 0:  # killed by a signal: some static ffmpeg builds crash on some containers
+        raise VideoError(
+            f"the bundled ffmpeg crashed (signal {-scan.returncode}) reading {path}: convert it to MP4 (H.264) "
+            "with another ffmpeg, or update imageio-ffmpeg"
+        )
     stream = _video_stream(listing)
     if stream is None:
         if "Invalid data found" in listing or "moov atom not found" in listing or not re.search(r"^Input #0", listing, re.M):
@@ -434,6 +459,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         hdr=stream.transfer in HDR_TRANSFERS,
         rate=rate,
         start=timing.start,
+        last=timing.last,
     )
 
 
@@ -524,11 +550,17 @@ _TONEMAP = (
 _TRANSPOSE = {90: "transpose=clock", 180: "hflip,vflip", 270: "transpose=cclock"}
 
 
-def _filters(info: VideoInfo, first: int, count: int | None, size: tuple[int, int], tonemap: bool) -> str:
+def _filters(info: VideoInfo, first: int, count: int, size: tuple[int, int], tonemap: bool) -> str:
     rate = info.rate if info.rate is not None else Fraction(info.fps).limit_denominator(1001)
-    chain = [f"fps=fps={rate.numerator}/{rate.denominator}:start_time={info.start!r}"]
-    if first or count is not None:
-        chain.append(f"trim=start_frame={first}" + (f":end_frame={first + count}" if count is not None else ""))
+    chain = []
+    if _has_filter("tpad"):
+        # The fps filter ends the stream at the last frame's start plus its duration, and decoders often give the
+        # last frame no duration (WebM from browsers, some MP4s): that frame would never be shown. Clones of it
+        # carry it past the end; the trim below cuts the stream at exactly ``frame_count``.
+        tail = max(0.0, info.duration - info.last) + 2 / float(rate)
+        chain.append(f"tpad=stop_mode=clone:stop_duration={tail:.6f}")
+    chain.append(f"fps=fps={rate.numerator}/{rate.denominator}:start_time={info.start!r}")
+    chain.append(f"trim=start_frame={first}:end_frame={first + count}")
     if tonemap:
         chain.append(_TONEMAP)
     if info.rotation:
@@ -627,8 +659,8 @@ def iter_frames(
     cmd = [
         ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-copyts", "-noautorotate",
         "-i", _url(path), "-map", "0:V:0", "-an", "-sn", "-dn",
-        "-vf", _filters(info, first, count, target, tonemap),
-        "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1",
+        "-vf", _filters(info, first, expected, target, tonemap),
+        *_passthrough(), "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1",
     ]  # fmt: skip
     w, h = target
     # its own session: a Ctrl-C at the terminal reaches Python (which then stops ffmpeg here), not ffmpeg, which
@@ -647,29 +679,27 @@ def iter_frames(
                 break
             if not reported and errors.lines and on_warning is not None:
                 reported = len(errors.lines)
-                on_warning(
-                    f"{path.name} holds damaged video data (ffmpeg: {_one_line(errors.lines[0], 120)}); "
-                    "damaged frames are concealed or repeat the previous one, so the timing is kept"
-                )
+                on_warning(_damage_message(path, errors.lines))
             yielded += 1
             yield frame
-        if yielded >= expected:  # all frames read: stop ffmpeg (whatever it still says is not about damage)
-            lines = list(errors.lines)
+        try:  # the trim filter ends the stream after the last frame wanted, so ffmpeg ends by itself
+            proc.wait(timeout=5 if yielded >= expected else None)
+        except subprocess.TimeoutExpired:
             proc.kill()
-        else:  # the stream ended early: let ffmpeg finish and say why
-            proc.wait()
-            errors.join()
-            lines = list(errors.lines)
+        errors.join()
+        lines = list(errors.lines)
+        if yielded < expected:  # the stream ended early
             if yielded == 0 and proc.returncode != 0:
                 raise VideoError(
                     f"cannot decode {path} ({_one_line(chr(10).join(lines))}): re-export it as MP4 (H.264)"
                 )
         if on_warning is not None:
-            more = len(lines) - reported
-            if more > 0:
-                what = "more errors" if reported else "errors"
+            if lines and not reported:
+                on_warning(_damage_message(path, lines))
+            elif len(lines) > reported:
                 on_warning(
-                    f"ffmpeg reported {more} {what} while decoding {path.name} (last: {_one_line(chr(10).join(lines), 120)})"
+                    f"ffmpeg reported {len(lines) - reported} more error(s) while decoding {path.name} "
+                    f"(last: {_one_line(chr(10).join(lines), 120)})"
                 )
             if yielded < expected:
                 on_warning(
@@ -683,3 +713,9 @@ def iter_frames(
         proc.stdout.close()
         errors.join()
 
+
+def _damage_message(path: Path, lines: list[str]) -> str:
+    return (
+        f"{path.name} holds damaged video data (ffmpeg: {_one_line(lines[0], 120)}); damaged frames are concealed "
+        "or repeat the previous one, so the timing is kept"
+    )
