@@ -382,3 +382,17 @@ def test_stopping_early_ends_ffmpeg(tmp_path):
     assert _children() - before  # ffmpeg is running
     frames.close()
     assert _children() == before
+
+
+def test_last_frame_without_a_duration_is_shown(tmp_path):
+    """WebM (browser recordings) gives the last frame no duration; ffmpeg's fps filter alone would never show it."""
+    times = [i * 0.1 for i in range(10)] + [1.5]  # a pause before the last frame
+    clip = _grey_clip(tmp_path / "rec.webm", len(times), setpts="if(lt(N,10),N*0.1,1.5)",
+                      codec=("-c:v", "libvpx", "-b:v", "300k"))  # fmt: skip
+    info = probe(clip)
+    warnings: list[str] = []
+    shown = [_index(f) for f in iter_frames(clip, info=info, on_warning=warnings.append)]
+    assert warnings == [] and len(shown) == info.frame_count
+    assert shown[-1] == 10 and shown.count(10) == info.frame_count - round(1.5 * info.fps)
+    for k, i in enumerate(shown):
+        assert i in _on_screen(times, k / info.fps, 0.5 / info.fps), f"frame {k}"
