@@ -17,8 +17,12 @@ output file and the decoded source:
 - ``sync``: Pearson correlation of the song's raw RMS per video frame with each frame's strength,
 - ``s/frame``: the dream stage's seconds per frame from the report.
 
-Modes: ``perframe`` (every frame dreamed on its own), ``blend`` (the classic feedback: warped previous dream
-blended into the start, fresh ascent, no governor), ``anchor`` (the preset as it is: anchored ascent + governor).
+Modes: ``perframe`` (every frame dreamed on its own, with the preset's governor), ``blend`` (the classic feedback
+as dreamvid had it: warped previous dream blended into the start, fresh ascent, no governor), ``anchor`` (the
+preset as it is: anchored ascent + governor), and for synthetic clips ``ideal``: the photos dreamed once as stills
+(at the strength the anchor run reached) and moved along the same camera path, i.e. a dream glued perfectly to
+the footage. Its stability is the floor of the measure on that clip (bilinear warping of fine detail, flow error,
+H.264), not 1.0.
 
 Clips: a video file, or synthetic camera moves over a real photo, where the true motion is known:
 ``pan:PHOTO`` (a pan with a slow vertical drift), ``zoom:PHOTO`` (a push-in with a slight rotation),
@@ -29,6 +33,7 @@ occlusions and disocclusions).
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -42,7 +47,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-MODES = ("perframe", "blend", "anchor")
+MODES = ("perframe", "blend", "anchor", "ideal")
 
 
 def _photo(path: str) -> np.ndarray:
@@ -52,8 +57,13 @@ def _photo(path: str) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def synth_clip(spec: str, out: Path, *, size: tuple[int, int], frames: int, fps: float = 25.0) -> Path:
-    """Write a synthetic camera move over a photo (see the module doc) as a high-quality MP4."""
+def synth_clip(spec: str, out: Path, *, size: tuple[int, int], frames: int, fps: float = 25.0,
+               paint=None) -> Path:
+    """Write a synthetic camera move over a photo (see the module doc) as a high-quality MP4.
+
+    ``paint`` (uint8 image -> uint8 image), if given, is applied to the photos once, after scaling and before the
+    camera moves over them: a still dream glued to the footage, the ideal that coherence aims at.
+    """
     from dreamvid.video import FrameWriter
 
     kind, _, arg = spec.partition(":")
@@ -68,8 +78,12 @@ def synth_clip(spec: str, out: Path, *, size: tuple[int, int], frames: int, fps:
     bgs = cv2.resize(bg, None, fx=s, fy=s, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC)
     H, W = bgs.shape[:2]
     r = min(w, h) * 0.3
+    if paint is not None:
+        bgs = paint(bgs)
     if fg is not None:
         fg = cv2.resize(fg, (int(2 * r), int(2 * r)), interpolation=cv2.INTER_AREA)
+        if paint is not None:
+            fg = paint(np.ascontiguousarray(fg))
         disc = np.zeros(fg.shape[:2], np.float32)
         cv2.circle(disc, (int(r), int(r)), int(r) - 2, 1.0, -1, cv2.LINE_AA)
         disc = cv2.GaussianBlur(disc, (5, 5), 0)[..., None]
@@ -170,6 +184,7 @@ def main() -> None:
     ap.add_argument("--weights", default=os.environ.get("DREAMVID_WEIGHTS"))
     ap.add_argument("--strips", type=Path, help="folder for a source/output strip per run (PNG)")
     ap.add_argument("--keep", type=Path, help="folder to keep the rendered videos in")
+    ap.add_argument("--curves", type=Path, help="JSON file for each run's per-frame strength and the song's RMS")
     args = ap.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -192,7 +207,7 @@ def main() -> None:
         overrides = merge(overrides, {section: {name: parsed}})
     base = merge(presets.load(args.preset), overrides)
     mode_cfg = {
-        "perframe": {"video": {"coherence": "none", "strength": 0.0}},
+        "perframe": {"video": {"coherence": "none"}},
         "blend": {"video": {"coherence": "blend", "strength": 0.0}},
         "anchor": {"video": {"coherence": "anchor"}},
     }
@@ -202,7 +217,7 @@ def main() -> None:
     song, y, sr = cut_song(Path(args.song), args.song_start, seconds, tmp / "song.wav")
     if args.strips:
         args.strips.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows, curves, last_strength = [], {}, {}
     for ci, spec in enumerate(clips):
         if ":" in spec and spec.split(":", 1)[0] in ("pan", "zoom", "object"):
             w = args.max_side
@@ -216,7 +231,28 @@ def main() -> None:
         n = min(args.frames, info.frame_count)
         src = decode(path, size)[:n]
         rms = rms_per_frame(y, sr, info.fps, n)
+        synthetic = path.parent == tmp
         for mode in modes:
+            if mode == "ideal":
+                if not synthetic:
+                    continue
+                config = resolve(base, preset=args.preset)
+                target = last_strength.get(name) or config.video.strength or 18.0
+
+                def paint(img, config=config, target=target):
+                    raw = dreamer.dream(img, config.dream).astype(np.float32) - img
+                    return np.clip(img + raw * (target / max(1e-3, float(np.abs(raw).mean()))), 0, 255).astype(np.uint8)
+
+                t = time.perf_counter()
+                out_path = synth_clip(spec, tmp / f"ideal{ci}.mp4", size=size, frames=n, paint=paint)
+                out = decode(out_path)[:n]
+                m = measure(src, out, dreamer, rms)
+                rows.append((name, f"{size[0]}x{size[1]}", mode, m, math.nan, time.perf_counter() - t))
+                print(f"{name:24s} {mode:9s} stab {m['stability']:6.2f} strength {m['strength']:5.1f} "
+                      f"gain {m['gain']:5.2f}", flush=True)
+                if args.strips:
+                    strip(src, out, args.strips / f"{name.replace(':', '-')}-{size[0]}-{mode}.png")
+                continue
             config = resolve(merge(base, mode_cfg[mode]), preset=args.preset)
             out_path = (args.keep or tmp) / f"{name.replace(':', '-')}-{mode}.mp4"
             out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -228,19 +264,27 @@ def main() -> None:
             out = decode(out_path)[:n]
             m = measure(src, out, dreamer, rms)
             rows.append((name, f"{size[0]}x{size[1]}", mode, m, report["dream_seconds_per_frame"], wall))
+            if mode == "anchor":
+                last_strength[name] = m["strength"]
+            curves[f"{name} {mode}"] = {"strength": [round(v, 3) for v in m["per_frame_strength"]],
+                                        "rms": [round(float(v), 5) for v in rms], "fps": info.fps}
             print(f"{name:24s} {mode:9s} stab {m['stability']:6.2f} strength {m['strength']:5.1f} "
                   f"gain {m['gain']:5.2f} sync {m['sync']:5.2f} s/frame {report['dream_seconds_per_frame']:.2f}",
                   flush=True)
             if args.strips:
                 strip(src, out, args.strips / f"{name.replace(':', '-')}-{size[0]}-{mode}.png")
+    if args.curves:
+        args.curves.write_text(json.dumps(curves))
     print()
     print(f"preset {args.preset}, {args.frames} frames, song {Path(args.song).name} from {args.song_start:g} s"
           + (f", overrides {' '.join(args.set)}" if args.set else ""))
     print("| clip | size | mode | temporal_stability | dream_strength | dream_gain | audio_sync | s/frame |")
     print("|---|---|---|---|---|---|---|---|")
     for name, size, mode, m, spf, _ in rows:
+        sync = "" if mode == "ideal" else f"{m['sync']:.2f}"
+        sec = "" if mode == "ideal" else f"{spf:.2f}"
         print(f"| {name} | {size} | {mode} | {m['stability']:.2f} | {m['strength']:.1f} | {m['gain']:.2f} | "
-              f"{m['sync']:.2f} | {spf:.2f} |")
+              f"{sync} | {sec} |")
 
 
 def load_toml_value(text: str):

@@ -84,6 +84,14 @@ def photometric_mask(src: np.ndarray, warped_prev_src: np.ndarray, *, alpha: flo
     return cv2.exp(d2 * np.float32(-alpha)).reshape(src.shape[:2])
 
 
+def _inside(flow: np.ndarray) -> np.ndarray:
+    """float32 (H, W): 1 where ``x + flow[x]`` lies inside the frame, else 0."""
+    h, w = flow.shape[:2]
+    gx = np.arange(w, dtype=np.float32)[None, :] + flow[..., 0]
+    gy = np.arange(h, dtype=np.float32)[:, None] + flow[..., 1]
+    return ((gx >= 0) & (gx <= w - 1) & (gy >= 0) & (gy <= h - 1)).astype(np.float32)
+
+
 class Coherence:
     """Plans each frame from the previous output and governs its strength. One per render.
 
@@ -124,9 +132,9 @@ class Coherence:
             init, _ = coherent_init(src, prev_src, prev_out, mode=v.warp, blend=b, tol=v.consistency, flows=flows)
             return FramePlan(to_unit(init), None, mask, True)
         # anchor mode
-        weight = mask
+        weight = mask * _inside(bwd)  # pixels whose flow leads out of the frame were not in it: they dream fresh
         if v.photometric > 0:
-            weight = mask * photometric_mask(src, warp(prev_src, bwd), alpha=v.photometric)
+            weight = weight * photometric_mask(src, warp(prev_src, bwd), alpha=v.photometric)
         src_u = to_unit(src)
         if v.warp == "delta":
             delta = cv2.subtract(prev_out, prev_src, dtype=cv2.CV_32F) * np.float32(1.0 / 127.5)
