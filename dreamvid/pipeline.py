@@ -696,7 +696,8 @@ class _WorkLock:
                 if isinstance(e, BlockingIOError):
                     raise OutputError(f"another render is writing {self.output} (its work folder {self.work} is in "
                                       "use): wait for it to finish, or choose another -o path") from None
-                raise OutputError(f"cannot lock the work folder {self.work}: {e.strerror}") from None
+                raise OutputError(f"cannot lock the work folder {self.work}: {e.strerror}; choose an -o path on a "
+                                  "local disk") from None
             try:  # the folder may have been moved away (a render finishing) between the open and the lock
                 same = os.path.samestat(os.fstat(fd), os.stat(self.work / _LOCK))
             except FileNotFoundError:
