@@ -96,7 +96,7 @@ def _url(path: str | os.PathLike) -> str:
     return "file:" + os.fspath(path)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _ffmpeg_version() -> tuple[int, int]:
     """(major, minor) of the bundled ffmpeg; (99, 0) for a build that names no release (a git snapshot)."""
     proc = subprocess.run(
@@ -113,7 +113,7 @@ def _passthrough() -> list[str]:
     return ["-fps_mode", "passthrough"] if _ffmpeg_version() >= (5, 1) else ["-vsync", "passthrough"]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _has_filter(name: str) -> bool:
     proc = subprocess.run(
         [ffmpeg_exe(), "-hide_banner", "-nostdin", "-filters"],
@@ -122,7 +122,8 @@ def _has_filter(name: str) -> bool:
         stderr=subprocess.DEVNULL,
         check=False,
     )
-    return re.search(rf"^\s*\S+\s+{re.escape(name)}\s", proc.stdout.decode("utf-8", "replace"), re.M) is not None
+    listing = proc.stdout.decode("utf-8", "replace")
+    return re.search(rf"^\s*\S+\s+{re.escape(name)}\s", listing, re.MULTILINE) is not None
 
 
 @dataclass(frozen=True)
@@ -223,13 +224,13 @@ _VIDEO_LINE_RE = re.compile(r"^\s*Stream #\d+:\d+.*?: Video: (?P<rest>.*)$")
 _PIX_RE = re.compile(r"^[^,]+, (?P<pix>[a-z0-9_]+)(?:\((?P<props>[^)]*)\))?")
 _SIZE_RE = re.compile(r", (\d+)x(\d+)[ ,\n]|, (\d+)x(\d+)$")
 _RATE_RE = re.compile(r"([\d.]+)(k?) (fps|tbr)\b")
-_MATRIX_RE = re.compile(r"display ?matrix: rotation of (-?[\d.]+) degrees", re.I)
-_ROTATE_TAG_RE = re.compile(r"^\s*rotate\s*:\s*(-?[\d.]+)\s*$", re.M)
+_MATRIX_RE = re.compile(r"display ?matrix: rotation of (-?[\d.]+) degrees", re.IGNORECASE)
+_ROTATE_TAG_RE = re.compile(r"^\s*rotate\s*:\s*(-?[\d.]+)\s*$", re.MULTILINE)
 
 
 def _video_stream(listing: str) -> _Stream | None:
     """Parse the first video stream that is not a cover picture from ``ffmpeg -i``'s listing (input part)."""
-    text = re.split(r"^(?:Output #0|Stream mapping:)", listing, maxsplit=1, flags=re.M)[0]
+    text = re.split(r"^(?:Output #0|Stream mapping:)", listing, maxsplit=1, flags=re.MULTILINE)[0]
     lines = text.splitlines()
     for i, line in enumerate(lines):
         m = _VIDEO_LINE_RE.match(line)
@@ -331,7 +332,9 @@ def _timing(tb: Fraction, packets: list[tuple[int, int]], listed_rates: tuple[fl
     start = float(t0 * tb)
     if n == 1:
         dur = known[0][1]
-        rate = (_snap(float(1 / (dur * tb)), 0.002) or Fraction(1 / (dur * tb)).limit_denominator(1001)) if dur > 0 else fallback
+        rate = fallback
+        if dur > 0:
+            rate = _snap(float(1 / (dur * tb)), 0.002) or Fraction(1 / (dur * tb)).limit_denominator(1001)
         return _Timing(rate, 1, False, start, 0.0)
     span_shown = times[-1]
     if span_shown <= 0:  # every frame at the same instant
@@ -339,7 +342,11 @@ def _timing(tb: Fraction, packets: list[tuple[int, int]], listed_rates: tuple[fl
     mean_rate = (n - 1) / span_shown
     intervals = sorted(known[i + 1][0] - known[i][0] for i in range(n - 1))
     median_ticks = intervals[len(intervals) // 2]
-    candidates = [_snap(mean_rate, 0.002), *(_snap(r, 0.002) for r in listed_rates), Fraction(mean_rate).limit_denominator(1001)]
+    candidates = [
+        _snap(mean_rate, 0.002),
+        *(_snap(r, 0.002) for r in listed_rates),
+        Fraction(mean_rate).limit_denominator(1001),
+    ]
     if median_ticks > 0:
         candidates.append(1 / (median_ticks * tb))
     for rate in candidates:
@@ -420,7 +427,9 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         )
     stream = _video_stream(listing)
     if stream is None:
-        if "Invalid data found" in listing or "moov atom not found" in listing or not re.search(r"^Input #0", listing, re.M):
+        unreadable = ("Invalid data found" in listing or "moov atom not found" in listing
+                      or not re.search(r"^Input #0", listing, re.MULTILINE))  # fmt: skip
+        if unreadable:
             raise VideoError(
                 f"cannot open {path} as a video: the file is corrupt or not a video ({_one_line(listing)}); "
                 "try converting it to MP4 (H.264) with ffmpeg"
