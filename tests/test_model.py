@@ -301,7 +301,10 @@ def test_folded_step_matches_the_keras_step_and_traces_once(keras_net):
         g1, l1 = fast(x, w)
         g2, l2 = slow(x, w)
         np.testing.assert_allclose(l1, l2, rtol=1e-4)
-        np.testing.assert_allclose(g1, g2, atol=1e-4 * np.abs(g2).max())
+        # (not element by element: where a max-pool window holds near-ties, rounding can route a gradient to a
+        # neighbouring pixel in either implementation)
+        assert np.linalg.norm(g1 - g2) < 1e-2 * np.linalg.norm(g2), shape
+        assert np.corrcoef(g1.ravel(), g2.ravel())[0, 1] > 0.9999, shape
     assert fast.trace_count() == 1 and slow.trace_count() == 1
 
 
@@ -344,3 +347,37 @@ def test_weights_file_is_checked_without_a_framework(tmp_path, keras_net):
         model.check_weights(WeightsSource("file", other, "test"))
     assert model.check_weights(WeightsSource("file", keras_net[1], "test")).path == keras_net[1]
     assert model.check_weights(RANDOM) is RANDOM
+
+
+def test_folded_weights_are_cached_between_runs(cache, keras_net, tmp_path):
+    import shutil
+
+    path = shutil.copy(keras_net[1], tmp_path / "w.weights.h5")
+    src = WeightsSource("file", Path(path), "test")
+    model.folded_weights.cache_clear()
+    first = model.folded_weights(src, ("mixed4",))
+    entries = list((cache / "folded").glob("*.npz"))
+    assert len(entries) == 1 and entries[0].stat().st_size > sum(k.nbytes for k in first.kernels)
+    model.folded_weights.cache_clear()
+    again = model.folded_weights(src, ("mixed2",))  # fewer convolutions: served from the same entry
+    assert all(np.array_equal(a, b) for a, b in zip(first.kernels, again.kernels))
+    assert list((cache / "folded").glob("*.npz")) == entries
+
+    entries[0].write_bytes(b"damaged")  # a damaged entry is read around and rewritten
+    model.folded_weights.cache_clear()
+    assert all(np.array_equal(a, b) for a, b in zip(first.biases, model.folded_weights(src, ("mixed4",)).biases))
+    assert entries[0].stat().st_size > 1000
+
+    with h5py_file(path) as f:  # a changed weights file is read again, not served stale
+        f["layers/conv2d/vars/0"][0, 0, 0, 0] += 1.0
+    model.folded_weights.cache_clear()
+    changed = model.folded_weights(src, ("mixed4",))
+    assert not np.array_equal(changed.kernels[0], first.kernels[0])
+    assert len(list((cache / "folded").glob("*.npz"))) == 2
+    model.folded_weights.cache_clear()
+
+
+def h5py_file(path):
+    import h5py
+
+    return h5py.File(path, "r+")
