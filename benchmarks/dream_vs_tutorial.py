@@ -46,6 +46,7 @@ def _args():
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--step-size", type=float, default=0.01)
     ap.add_argument("--repeats", type=int, default=3, help="whole-process runs per side (in-process: timed runs)")
+    ap.add_argument("--also", metavar="ROOT", help="also time the dreamvid of another checkout (e.g. an older commit)")
     ap.add_argument("--in-process", action="store_true", help="time the dream alone, in one process, after warm-up")
     ap.add_argument("--sizes", default="512,1280", help="(--in-process) longest sides to test")
     ap.add_argument("--child-tutorial", nargs=4, metavar=("IMAGE", "OUT", "WEIGHTS", "SPEC"), help=argparse.SUPPRESS)
@@ -89,9 +90,10 @@ def _photo(args, folder: Path) -> Path:
     return path
 
 
-def _timed(cmd: list[str]) -> float:
+def _timed(cmd: list[str], cwd: str | None = None) -> float:
+    env = {**os.environ, "PYTHONPATH": cwd} if cwd else None
     t = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=env)
     elapsed = time.perf_counter() - t
     if proc.returncode != 0:
         sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-3000:]}")
@@ -110,19 +112,28 @@ def whole_process(args) -> None:
     cfg.write_text(f'[dream]\nlayers = "{LAYERS}"\noctaves = {args.octaves}\noctave_scale = {args.octave_scale}\n'
                    f"steps = {args.steps}\nstep_size = {args.step_size}\njitter = 32\ntile_size = 512\n"
                    "tile_overlap = 0\nseed = 0\n")
-    outs = {"tutorial": work / "tutorial.png", "dreamvid": work / "dreamvid.png"}
+    outs = {"tutorial": work / "tutorial.png", "dreamvid": work / "dreamvid.png", "also": work / "also.png"}
+
+    def dreamvid(out: Path) -> list[str]:
+        return [sys.executable, "-m", "dreamvid", "dream", str(photo), "-o", str(out), "--config", str(cfg),
+                "--weights", str(Path(args.weights).resolve()), "--precision", "fp32", "--overwrite", "-q"]
+
     cmds = {
         "tutorial": [sys.executable, __file__, "--child-tutorial", str(photo), str(outs["tutorial"]), args.weights, spec],
-        "dreamvid": [sys.executable, "-m", "dreamvid", "dream", str(photo), "-o", str(outs["dreamvid"]), "--config",
-                     str(cfg), "--weights", args.weights, "--precision", "fp32", "--overwrite", "-q"],
+        "dreamvid": dreamvid(outs["dreamvid"]),
     }
+    if args.also:
+        cmds["also"] = dreamvid(outs["also"])
+    else:
+        del outs["also"]
+    roots = {"dreamvid": str(ROOT), "also": str(Path(args.also).resolve()) if args.also else None}
     print(f"workload: {args.side}x{args.side} photo, {LAYERS}, {args.octaves} octaves x{args.octave_scale} "
           f"({' -> '.join(f'{h}x{w}' for h, w in shapes)}), {args.steps} steps, step {args.step_size}, 512-px tiles, "
           f"fp32; cores: {os.cpu_count()}; load average before: {os.getloadavg()[0]:.2f}")
     times: dict[str, list[float]] = {k: [] for k in cmds}
     for r in range(args.repeats):
-        for name in ("tutorial", "dreamvid") if r % 2 == 0 else ("dreamvid", "tutorial"):
-            times[name].append(_timed(cmds[name]))
+        for name in list(cmds) if r % 2 == 0 else list(reversed(cmds)):
+            times[name].append(_timed(cmds[name], roots.get(name)))
             print(f"  run {r + 1} {name:9s} {times[name][-1]:6.2f} s", flush=True)
 
     # the judge: the same network measures both results at full size (after all timings)
@@ -145,6 +156,9 @@ def whole_process(args) -> None:
     for name in cmds:
         t = times[name]
         print(f"  {name:9s} {statistics.median(t):9.2f} {min(t):7.2f} {max(t):7.2f} {obj[name]:10.4f}")
+    if args.also:
+        print(f"  (also = python -m dreamvid from {args.also}: "
+              f"{statistics.median(times['tutorial']) / statistics.median(times['also']):.2f}x the tutorial's speed)")
     ratio = statistics.median(times["tutorial"]) / statistics.median(times["dreamvid"])
     lo = min(times["tutorial"]) / max(times["dreamvid"])
     hi = max(times["tutorial"]) / min(times["dreamvid"])

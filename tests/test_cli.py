@@ -406,3 +406,15 @@ def test_preset_descriptions_are_printed_verbatim(runner, tmp_path, monkeypatch)
     assert result.exit_code == 0, result.output
     row = [line for line in result.stdout.splitlines() if line.strip().startswith("mine")]
     assert len(row) == 1 and "[b]bold[/b] claims [/] and [x]" in row[0], result.stdout
+
+
+def test_a_dream_as_a_process_writes_everything_before_it_exits(image_file, tmp_path):
+    """The process skips the interpreter's teardown once TensorFlow is loaded: nothing printed or written is lost."""
+    src = image_file("in.png", size=(96, 80))
+    out = tmp_path / "out.png"
+    proc, _, _ = run_process("dream", src, "-o", out, *FAST, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [str(out)]  # stdout is a pipe (block-buffered), and was flushed
+    assert proc.stderr.startswith("weights: random weights")
+    assert read_rgb(out).shape == (80, 96, 3)
+    assert json.loads(out.with_name("out.png.dreamvid.json").read_text())["config"]["dream"]["steps"] == 1
