@@ -78,8 +78,8 @@ class VideoParams:
     coherence: str = "anchor"  # anchor (held inside the ascent) | blend (DeepDreamAnim's feedback) | none
     warp: str = "delta"  # delta (DeepDreamAnim) | frame
     blend: float = 0.6  # "blend" mode: how much of the warped previous dream carries over, 0..1
-    anchor: float = 1.0  # "anchor" mode: λ, the pull toward the carried dream at every step
-    carried_step: float = 0.3  # "anchor" mode: share of each step that carried pixels take (fresh ones: all)
+    anchor: float = 0.5  # "anchor" mode: λ, the pull toward the carried dream at every step
+    carried_step: float = 1.0  # "anchor" mode: share of each step a carried pixel that moved >= 1 px takes
     carried_octaves: int = 2  # "anchor" mode: finest octaves dreamed on a carried frame (0: all)
     photometric: float = 50.0  # α of the soft photometric mask exp(-α|I_t - warp(I_t-1)|²) (0: off)
     strength: float = 0.0  # the governor's base target, mean |out - src| in grey levels (0: off)

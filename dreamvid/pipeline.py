@@ -352,7 +352,7 @@ def _render_locked(opts: RenderOptions, config: Config, dreamer: Dreamer, state:
     def sources():
         prev = None
         t = time.perf_counter()
-        for k, src in enumerate(video.iter_frames(opts.input, first=first, count=count, size=size,
+        for k, src in enumerate(video.iter_frames(opts.input, first=first, count=count, size=size, info=info,
                                                   on_warning=on_warning)):
             # the schedule's zoom pulses the footage itself, so the flow (and the dream carried along it) sees it
             src = _zoom(src, float(schedule.zoom[k]) - 1.0)

@@ -7,6 +7,7 @@ The clips are windows moving over a real photo, so the true motion is known; the
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -154,3 +155,45 @@ def test_frame_warp_blend_weights_every_channel_alike():
     w = 0.5 * mask[..., None]
     expected = np.clip(np.rint((1 - w) * src + w * prev_dream), 0, 255)
     assert np.abs(init.astype(int) - expected).max() <= 1
+
+
+# -- in the render ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pan_clip(tmp_path_factory):
+    from dreamvid.video import FrameWriter
+
+    path = tmp_path_factory.mktemp("coherence") / "pan.mp4"
+    with FrameWriter(path, fps=25.0, size=(96, 96), crf=10, preset="ultrafast") as w:
+        for frame in pan(14, speed=1.5):
+            w.write(frame)
+    return path
+
+
+def _render(dreamer, clip, out, audio: dict | None = None, video: dict | None = None):
+    from dreamvid import presets
+    from dreamvid.pipeline import RenderOptions, render
+
+    cfg = resolve(presets.load("lysergic"), {"dream": {"octaves": 2, "steps": 2, "layers": "mixed3:1,mixed5:1"},
+                                             "audio": audio or {}, "video": video or {}}, preset="lysergic")
+    song = Path(__file__).resolve().parents[1] / "examples" / "groove.wav"
+    return render(RenderOptions(input=clip, output=out, song=song, x264_preset="ultrafast"), cfg, dreamer)
+
+
+@needs_weights
+def test_the_report_measures_dream_gain_and_sync_against_the_songs_level(dreamer, pan_clip, tmp_path):
+    report = _render(dreamer, pan_clip, tmp_path / "a.mp4")
+    assert report["dream_gain"] is not None and report["dream_gain"] > 1.05  # the frames are dreamier than the footage
+    assert -1.0 <= report["audio_sync"] <= 1.0
+    assert report["config"]["video"]["coherence"] == "anchor"
+    assert 1.0 <= report["temporal_stability"] < 20.0  # a finite ratio (tiny frames: the unit tests compare modes)
+
+
+@needs_weights
+def test_a_zoom_pulse_moves_footage_and_dream_together(dreamer, pan_clip, tmp_path):
+    """A beat's zoom applies to the footage before the flow is measured, so the carried dream stays aligned:
+    the warping error barely changes, where zooming the carried dream alone broke the alignment on every hit."""
+    calm = _render(dreamer, pan_clip, tmp_path / "calm.mp4", audio={"pulse_zoom": 0.0})
+    pulsed = _render(dreamer, pan_clip, tmp_path / "pulsed.mp4", audio={"pulse_zoom": 0.06, "pulse": "onset"})
+    assert pulsed["temporal_stability"] < 1.3 * calm["temporal_stability"], (pulsed, calm)

@@ -18,6 +18,7 @@ from dreamvid.config import resolve
 from dreamvid.errors import OutputError
 from dreamvid.pipeline import STAGES, RenderOptions, _schedule, work_dir_for
 from dreamvid.video import count_frames, iter_frames, output_size, probe, scene_cut_score, stream_durations
+from dreamvid.coherence import Coherence
 from tests.render_fixtures import (  # noqa: F401  (media and rdreamer are fixtures)
     FPS,
     N,
@@ -273,8 +274,9 @@ def test_scene_cut_resets_the_feedback(media, rdreamer, tmp_path):
     dreamed = {k: cv2.cvtColor(cv2.imread(str(work_dir_for(out) / "frames" / f"{k:06d}.png")), cv2.COLOR_BGR2RGB)
                for k in (0, cut - 1, cut)}  # the lossless checkpoints of the dreamed frames
 
-    def alone(frame):  # the frame dreamed on its own, with the generator the pipeline seeds for every frame
-        return rdreamer.dream(frame, cfg.dream, rng=np.random.default_rng(cfg.dream.seed))
+    def alone(frame):  # the frame dreamed on its own (no previous frame), governed as the pipeline governs it
+        return Coherence(cfg.video).dream(rdreamer, frame, None, None, cfg.dream, flows=None,
+                                          target=cfg.video.strength)[0]
 
     assert np.array_equal(dreamed[0], alone(src[0]))  # the first frame starts from the footage as it is
     assert not np.array_equal(dreamed[cut - 1], alone(src[cut - 1]))  # before the cut the previous dream carries over
