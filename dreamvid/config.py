@@ -107,7 +107,7 @@ class Config:
             "preset": self.preset,
             "description": self.description,
             "dream": d,
-            "video": dataclasses.asdict(self.video),
+            "video": _plain(dataclasses.asdict(self.video)),
             "audio": _plain(self.audio),
         }
 
