@@ -91,8 +91,9 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
-def _url(path: str | os.PathLike) -> str:
-    """``path`` as ffmpeg must see it: ``file:`` first, so no part of the name reads as a protocol or option."""
+def ffmpeg_url(path: str | os.PathLike) -> str:
+    """``path`` as ffmpeg must see it: with the ``file:`` prefix, so no part of the name reads as a protocol
+    (``take:2.wav``) or an option (``-x.mp4``). Every path decode and encode hand to ffmpeg goes through it."""
     return "file:" + os.fspath(path)
 
 
@@ -192,7 +193,7 @@ def _check_file(path: str | os.PathLike) -> Path:
 def ffmpeg_listing(path: str | os.PathLike) -> str:
     """The stderr of ``ffmpeg -i file:path``: the container and stream listing, or why it cannot be read."""
     proc = subprocess.run(
-        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", _url(path)],
+        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", ffmpeg_url(path)],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -373,7 +374,7 @@ def _timing(tb: Fraction, packets: list[tuple[int, int]], listed_rates: tuple[fl
 def _first_frame_decodes(path: Path) -> subprocess.Popen:
     """Start decoding the first frame (to a tiny grey image), to tell a readable stream from a broken one."""
     return subprocess.Popen(
-        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-i", _url(path),
+        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-i", ffmpeg_url(path),
          "-map", "0:V:0", "-frames:v", "1", "-vf", "scale=8:8", "-f", "rawvideo", "-pix_fmt", "gray", "pipe:1"],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
@@ -410,7 +411,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     first = _first_frame_decodes(path)
     try:
         scan = subprocess.run(
-            [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-copyts", "-i", _url(path),
+            [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-copyts", "-i", ffmpeg_url(path),
              "-map", "0:V:0", "-c", "copy", "-f", "framecrc", "pipe:1"],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False,
         )  # fmt: skip
@@ -667,7 +668,7 @@ def iter_frames(
     expected = info.frame_count - first if count is None else min(count, info.frame_count - first)
     cmd = [
         ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-copyts", "-noautorotate",
-        "-i", _url(path), "-map", "0:V:0", "-an", "-sn", "-dn",
+        "-i", ffmpeg_url(path), "-map", "0:V:0", "-an", "-sn", "-dn",
         "-vf", _filters(info, first, expected, target, tonemap),
         *_passthrough(), "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1",
     ]  # fmt: skip

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import AudioError, ConfigError, InputError, OutputError, VideoError, suggest
 from ..fsutil import atomic_output, check_output
-from .decode import ffmpeg_exe
+from .decode import ffmpeg_exe, ffmpeg_listing, ffmpeg_url
 
 __all__ = [
     "FrameWriter",
@@ -100,12 +100,6 @@ def fps_fraction(fps: float | Fraction) -> Fraction:
     return Fraction(fps).limit_denominator(1001)
 
 
-def ffmpeg_url(path: str | os.PathLike) -> str:
-    """``path`` as ffmpeg must see it: with the ``file:`` prefix, so no part of the name reads as a protocol
-    (``take:2.wav``) or an option (``-x.mp4``)."""
-    return "file:" + os.fspath(path)
-
-
 def _concat_quote(text: str) -> str:
     """Quote one path for an ffconcat listing: single quotes, with ``'`` written as ``'\\''``."""
     if "\n" in text or "\r" in text:
@@ -162,18 +156,6 @@ def _run_ffmpeg(
     if rc != 0:
         raise error(f"ffmpeg failed while {what}: {_last_line(text)}")
     return out if stdout else text
-
-
-def _listing(path: Path) -> str:
-    """The stderr of ``ffmpeg -i file:path``: the container and stream listing, or why it cannot be read."""
-    proc = subprocess.run(
-        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", ffmpeg_url(path)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        check=False,
-    )
-    return proc.stderr.decode("utf-8", "replace")
 
 
 def _has_stream(listing: str, kind: str) -> bool:
@@ -555,7 +537,7 @@ def mux(
     audio = None
     if song is not None:
         audio = _audio_args(song, skip=0, keep=keep, loop=loop_song, bitrate=audio_bitrate)
-    elif source is not None and _has_stream(_listing(source), "Audio"):
+    elif source is not None and _has_stream(ffmpeg_listing(source), "Audio"):
         length = _decoded_duration(source, "0:a:0")
         if length is None or start >= length:
             if on_warning is not None:
@@ -622,7 +604,7 @@ def stream_durations(path: str | os.PathLike) -> dict[str, float]:
     """
     path = _check_input(path, "video", VideoError)
     result: dict[str, float] = {}
-    listing = _listing(path)
+    listing = ffmpeg_listing(path)
     for kind, selector in (("video", "0:v:0"), ("audio", "0:a:0")):
         if _has_stream(listing, kind.capitalize()):
             d = _decoded_duration(path, selector)
