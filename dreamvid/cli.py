@@ -224,7 +224,8 @@ def render(
         report = run_render(opts, cfg, dreamer, on_start=on_start, on_frame=on_frame,
                             on_warning=warn)
     say(out, f"{report['output']}  ({report['frames']} frames, temporal_stability {report['temporal_stability']}, "
-             f"dream_strength {report['dream_strength']}, audio_sync {report['audio_sync']})")
+             f"dream_strength {report['dream_strength']}, dream_gain {report['dream_gain']}, "
+             f"audio_sync {report['audio_sync']})")
 
 
 def _check_render(opts) -> None:
