@@ -27,7 +27,8 @@ as the mean ``|out − src|``, is scaled to that frame's target (the base streng
 the schedule), within ``gain_limits``. A carried dream therefore never accumulates until it buries the footage,
 and the music sets how strong the dream is on every frame, even where the dream has inertia.
 
-Pure numpy/OpenCV; the state between frames is one float (the last gain), saved with a resumed render.
+Pure numpy/OpenCV. Everything a frame needs comes from the previous source and output frames, which the render keeps
+on disk (lossless), so a resumed render gives the same frames as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ class Coherence:
 
     def __init__(self, video: VideoParams):
         self.v = video
-        self.gain = 1.0  # the governor's last gain (state, for reports and resume)
+        self.gain = 1.0  # the governor's gain on the last frame (for inspection; nothing depends on it)
 
     # -- before the dream ------------------------------------------------------------------------------------
     def plan(self, src: np.ndarray, prev_src: np.ndarray | None, prev_out: np.ndarray | None, *,
