@@ -229,19 +229,11 @@ def render(
 
 
 def _check_render(opts) -> None:
-    """The render's cheap checks, before the framework is imported: outputs, container, song, clip, range.
-    (``pipeline.render`` makes them again; they take milliseconds.)"""
-    from . import video
-    from .fsutil import check_output
-    from .pipeline import report_path_for
+    """The render's own cheap checks (``pipeline.check``), before the framework is imported: outputs, an
+    interrupted or running render of the same output, container, song, clip, range."""
+    from .pipeline import check
 
-    check_output(opts.output, overwrite=opts.overwrite)
-    check_output(report_path_for(Path(opts.output)), overwrite=opts.overwrite)
-    video.check_container(opts.output)
-    if opts.song is not None:
-        video.check_song(opts.song)
-    info = video.probe(opts.input)
-    video.frame_range(info, opts.start, opts.duration)
+    check(opts)
 
 
 @app.command()

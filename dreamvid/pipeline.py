@@ -297,18 +297,7 @@ def render(
     report_path = report_path_for(output)
     work = work_dir_for(output)
     shutil.rmtree(_trash_for(work), ignore_errors=True)  # left by a render killed while removing its work folder
-    if opts.resume and not opts.overwrite and output.exists() and not work.exists():
-        raise OutputError(f"{output} is already rendered (there is no interrupted render to resume): pass "
-                          "--overwrite to render it again, or choose another -o path")
-    # a render killed while publishing may have put its output in place already: the resume finishes the job
-    placed = opts.resume and _peek_phase(work) == "publish"
-    check_output(output, overwrite=opts.overwrite or placed)
-    check_output(report_path, overwrite=opts.overwrite or placed)
-    video.check_container(output)  # before any work: a wrong -o or an unreadable song fails at once
-    if opts.song is not None:
-        video.check_song(opts.song)
-    info = video.probe(opts.input)
-    first, count = video.frame_range(info, opts.start, opts.duration)
+    info, first, count = check(opts)
     size = video.output_size(info.width, info.height, opts.max_side)
     schedule, features = _schedule(opts, config, info.fps, count)
 
@@ -327,6 +316,63 @@ def render(
             if not (work / "state.json").exists():  # not one frame finished: nothing to resume, nothing to keep
                 _remove_work(work)
             raise
+
+
+def check(opts: RenderOptions) -> tuple[video.VideoInfo, int, int]:
+    """Everything a render checks before any work, in milliseconds and without a framework: the output and report
+    (and whether another render is writing them, or an interrupted one waits for ``--resume``), the container, the
+    song (through the mux's own decoding), the clip and the frame range. :func:`render` starts with it; the CLI
+    calls it before it imports a framework, so a mistake is one line at once.
+
+    Returns ``(info, first, count)``: the clip's probe and the frame range to render.
+    """
+    output = Path(opts.output)
+    report_path = report_path_for(output)
+    work = work_dir_for(output)
+    if opts.resume and not opts.overwrite and output.exists() and not work.exists():
+        raise OutputError(f"{output} is already rendered (there is no interrupted render to resume): pass "
+                          "--overwrite to render it again, or choose another -o path")
+    # a render killed while publishing may have put its output in place already: the resume finishes the job
+    placed = opts.resume and _peek_phase(work) == "publish"
+    check_output(output, overwrite=opts.overwrite or placed)
+    check_output(report_path, overwrite=opts.overwrite or placed)
+    video.check_container(output)
+    if opts.song is not None:
+        video.check_song(opts.song)
+    info = video.probe(opts.input)
+    first, count = video.frame_range(info, opts.start, opts.duration)
+    _check_work(work, opts)
+    return info, first, count
+
+
+def _check_work(work: Path, opts: RenderOptions) -> None:
+    """Without keeping it: is another render writing ``work``, or does an interrupted one wait there?"""
+    if not work.is_dir():
+        return
+    lock = work / _LOCK
+    if fcntl is not None and lock.exists():
+        try:
+            fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return  # render() meets it again, with its own clear error
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OutputError(f"another render is writing {opts.output} (its work folder {work} is in use): wait "
+                              "for it to finish, or choose another -o path") from None
+        except OSError:
+            pass
+        finally:
+            os.close(fd)  # releases the probe's lock
+    if opts.resume or opts.overwrite:
+        return
+    try:
+        done = int(json.loads((work / "state.json").read_text()).get("done", 0))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return
+    if done > 0 and (work / "job.json").exists():
+        raise OutputError(f"an interrupted render of {opts.output} was found in {work}: pass --resume to continue "
+                          "it, or --overwrite to start over")
 
 
 def _render_locked(opts: RenderOptions, config: Config, dreamer: Dreamer, state: _State, *, work: Path,

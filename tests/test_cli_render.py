@@ -184,6 +184,29 @@ def test_a_bad_render_fails_fast_with_one_line_and_no_framework(media, tmp_path,
     assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == before, "no file may be written"
 
 
+def test_an_interrupted_or_running_render_of_the_output_fails_fast(media, tmp_path):
+    """The work folder's state is checked before the framework is imported too: an interrupted render waiting for
+    --resume, and another render holding the folder's lock, are one line each, at once."""
+    import fcntl
+
+    from dreamvid.pipeline import work_dir_for
+
+    out = tmp_path / "out.mp4"
+    work = work_dir_for(out)
+    work.mkdir()
+    (work / "job.json").write_text("{}")
+    (work / "state.json").write_text('{"done": 5}')
+    assert_fails_fast(*run_process("render", media["clip"], "-o", out, "--weights", "random", cwd=tmp_path),
+                      r"interrupted render .* --resume")
+    fd = os.open(work / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running render holds it
+        assert_fails_fast(*run_process("render", media["clip"], "-o", out, "--resume", "--weights", "random",
+                                       cwd=tmp_path), r"another render is writing")
+    finally:
+        os.close(fd)
+
+
 # -- user text is printed verbatim ------------------------------------------------------------------------------
 def test_render_reports_a_bracketed_output_path_verbatim(runner, media, tmp_path):
     out = tmp_path / "br[x]" / "a[/]b.mp4"
