@@ -276,10 +276,10 @@ def _video_stream(listing: str) -> _Stream | None:
 
 
 # -- timestamps -------------------------------------------------------------------------------------------------------
-def _parse_packets(text: str) -> tuple[Fraction, list[tuple[int, int]]]:
-    """Time base and the ``(pts, duration)`` of every shown packet, from ffmpeg's ``framecrc`` output."""
+def framecrc_packets(text: str) -> tuple[Fraction, list[tuple[int, int, int, int]]]:
+    """Time base and ``(dts, pts, duration, flags)`` of every packet in ffmpeg's ``framecrc`` output (one stream)."""
     tb = Fraction(1, 1)
-    raw = []
+    packets = []
     for line in text.splitlines():
         if line.startswith("#tb 0:"):
             tb = Fraction(line.split(":", 1)[1].strip())
@@ -288,10 +288,14 @@ def _parse_packets(text: str) -> tuple[Fraction, list[tuple[int, int]]]:
             if len(fields) < 4:
                 continue
             flags = next((int(f[2:], 16) for f in fields[6:] if f.startswith("F=")), 0)
-            if flags & _FLAG_DISCARD:
-                continue
-            dts, pts, dur = int(fields[1]), int(fields[2]), int(fields[3])
-            raw.append((dts, pts, dur))
+            packets.append((int(fields[1]), int(fields[2]), int(fields[3]), flags))
+    return tb, packets
+
+
+def _parse_packets(text: str) -> tuple[Fraction, list[tuple[int, int]]]:
+    """Time base and the ``(pts, duration)`` of every shown packet, from ffmpeg's ``framecrc`` output."""
+    tb, packets = framecrc_packets(text)
+    raw = [(dts, pts, dur) for dts, pts, dur, flags in packets if not flags & _FLAG_DISCARD]
     if any(pts == _NOPTS for _, pts, _ in raw) and all(dts != _NOPTS for dts, _, _ in raw):
         # MPEG-PS/TS stamp only some packets: take the decode times, moved by the decoder's delay
         delays = sorted(pts - dts for dts, pts, _ in raw if pts != _NOPTS)

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import AudioError, ConfigError, InputError, OutputError, VideoError, suggest
 from ..fsutil import atomic_output, check_output
-from .decode import ffmpeg_exe, ffmpeg_listing, ffmpeg_url
+from .decode import ffmpeg_exe, ffmpeg_listing, ffmpeg_url, framecrc_packets
 
 __all__ = [
     "FrameWriter",
@@ -168,15 +168,8 @@ def _packets(input_args: Sequence[str], selector: str, *, what: str) -> tuple[Fr
         ["-loglevel", "error", *input_args, "-map", selector, "-c", "copy", "-f", "framecrc", "pipe:1"],
         what=what, error=VideoError, stdout=True,
     )  # fmt: skip
-    tb = Fraction(1, 1)
-    packets = []
-    for line in text.splitlines():
-        if line.startswith("#tb 0:"):
-            tb = Fraction(line.split(":", 1)[1].strip())
-        elif line and not line.startswith("#"):
-            _, dts, pts, dur = (int(v) for v in line.split(",")[:4])
-            packets.append((dts, pts, dur))
-    return tb, packets
+    tb, packets = framecrc_packets(text)
+    return tb, [(dts, pts, dur) for dts, pts, dur, _ in packets]
 
 
 def _span(tb: Fraction, packets: Sequence[tuple[int, int, int]]) -> Fraction:
