@@ -143,9 +143,8 @@ def decode(path: Path, size: tuple[int, int] | None = None) -> list[np.ndarray]:
 
 
 def measure(src: list[np.ndarray], out: list[np.ndarray], dreamer, rms: np.ndarray | None, gain_every: int = 5):
-    from dreamvid.config import parse_layers
+    from dreamvid.config import DreamParams, parse_layers
     from dreamvid.metrics import GAIN_LAYERS, StabilityMeter, StrengthMeter, pearson
-    from dreamvid.config import DreamParams
 
     n = min(len(src), len(out))
     stab, strength = StabilityMeter(), StrengthMeter()
