@@ -57,6 +57,11 @@ class DreamParams:
     tile_size: int = 512
     tile_overlap: int = 64
     seed: int = 0
+    creativity: float | None = None  # the lever that set layers/step_size/steps/octaves (dreamvid.creativity)
+    guide: str = ""  # a guide image: dream toward its features (dreamvid.dream.objective)
+    guide_weight: float = 1.0  # the guide's share of the objective, 0..1
+    dream_class: str | int = ""  # an ImageNet class (name or index) whose logit is raised
+    class_weight: float = 0.5  # the class's share of the objective, 0..1
 
     @property
     def layer_names(self) -> tuple[str, ...]:
@@ -205,6 +210,12 @@ _RULES: dict[str, dict[str, tuple[type, Any, str]]] = {
         "tile_size": (int, lambda v: 96 <= v <= 4096, "an integer from 96 to 4096 (pixels)"),
         "tile_overlap": (int, lambda v: 0 <= v <= 512, "an integer from 0 to 512 (pixels)"),
         "seed": (int, lambda v: v >= 0, "an integer >= 0"),
+        "creativity": (float, lambda v: 0.0 <= v <= 1.0, "a number from 0 (faithful) to 1 (strange)"),
+        "guide": (object, lambda v: _objective_check("guide", v), "a path to an image file ('' for none)"),
+        "guide_weight": (float, lambda v: 0.0 <= v <= 1.0, "a number from 0 to 1 (the guide's share)"),
+        "dream_class": (object, lambda v: _objective_check("dream_class", v),
+                        "an ImageNet class name or index 0..999 ('' for none)"),
+        "class_weight": (float, lambda v: 0.0 <= v <= 1.0, "a number from 0 to 1 (the class's share)"),
     },
     "video": {
         "flow": (str, lambda v: v in ("dis", "farneback", "none"), "one of dis, farneback, none"),
@@ -223,6 +234,13 @@ _RULES: dict[str, dict[str, tuple[type, Any, str]]] = {
         "flow_max_side": (int, lambda v: v == 0 or 64 <= v <= 8192, "0 (full size) or an integer from 64 to 8192"),
     },
 }
+
+
+def _objective_check(key: str, value: Any) -> bool:
+    """``dream.guide`` / ``dream.dream_class``: a clear error naming the file or the nearest class names."""
+    from . import targets
+
+    return targets.check_class(value) if key == "dream_class" else targets.check_guide(value)
 
 
 def load_toml(path: str | Path, *, what: str = "config file") -> dict[str, Any]:
@@ -282,7 +300,9 @@ def _coerce(section: str, key: str, value: Any) -> Any:
 
 def resolve(*layers: Mapping[str, Any] | None, preset: str | None = None) -> Config:
     """Merge ``layers`` (preset < config file < flags), validate every key and value, return a frozen Config."""
-    merged = merge(*layers)
+    from .creativity import apply as apply_creativity
+
+    merged = merge(*apply_creativity(layers))  # the lever's keys, just before the layer that set it
     for key in merged:
         if key not in TOP_KEYS:
             raise ConfigError(f"unknown config section '{key}'{suggest(key, TOP_KEYS)}; sections are {', '.join(SECTIONS)}")
