@@ -1,0 +1,218 @@
+"""`dreamvid batch`: job files, chunks, the local workers and the Ray runner (dreamvid.batch, dreamvid.batch_ray).
+
+Everything real: worker processes (spawn) with their own TensorFlow model, real ffmpeg, a real local Ray instance.
+Tiny clips (64x48, 16 frames with a scene cut at 8), one octave, one step, random weights, lossless H.264 (crf 0) so
+that decoded frames can be compared exactly. (With a lossy crf every chunk is its own x264 encode, whose choices
+differ from one encode of the whole clip: the dreamed frames are equal, the decoded ones only close.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from dreamvid import batch
+from dreamvid.cli import app
+from dreamvid.pipeline import render
+from tests.media import make_clip, make_song
+from tests.render_fixtures import decode_all
+
+REPO = Path(__file__).resolve().parents[1]
+N, CUT = 16, 8
+TINY = """
+[defaults]
+weights = "random"
+octaves = 1
+steps = 1
+crf = 0
+x264-preset = "ultrafast"
+"""
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    d = tmp_path_factory.mktemp("batch_media")
+    return {"clip": make_clip(d / "cut.mp4", n=N, size=(64, 48), fps=24.0, cut_at=CUT),
+            "song": make_song(d / "song.wav", 1.0, kind="beats")}
+
+
+def _job_file(folder: Path, media, jobs: str, defaults: str = "") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    f = folder / "jobs.toml"
+    f.write_text(TINY + defaults + jobs.format(clip=media["clip"], song=media["song"]))
+    return f
+
+
+# two jobs on the same clip: "cut" is split at the scene cut only (chunks of whole shots); "join" is also split
+# inside each shot, with warm-up and a cross-faded join window
+JOBS = """
+[[job]]
+name = "cut"
+input = "{clip}"
+song = "{song}"
+output = "out/cut.mp4"
+chunk-frames = 8
+
+[[job]]
+name = "join"
+input = "{clip}"
+song = "{song}"
+output = "out/join.mp4"
+chunk-frames = 5
+warmup = 3
+fade = 2
+"""
+
+
+@pytest.fixture(scope="module")
+def local_run(media, tmp_path_factory):
+    """The two jobs rendered by two local CPU workers."""
+    f = _job_file(tmp_path_factory.mktemp("local"), media, JOBS)
+    jobs = batch.load_jobs(f)
+    updates = []
+    report = batch.run_local(f, jobs, workers=2, retries=0, on_update=lambda st: updates.append(st.dreamed))
+    return f, jobs, report, updates
+
+
+@pytest.fixture(scope="module")
+def reference(local_run, tmp_path_factory):
+    """The same clip and settings rendered by one process, with the library's own render."""
+    _, jobs, _, _ = local_run
+    job = jobs[0]
+    out = tmp_path_factory.mktemp("reference") / "ref.mp4"
+    render(job.render_options(output=out), job.config, batch.dreamer_for(job.engine))
+    return decode_all(out)
+
+
+def test_two_workers_split_at_the_cut_equal_one_process(local_run, reference):
+    f, jobs, report, updates = local_run
+    assert report["total"]["failed"] == 0, report
+    assert report["total"]["frames_dreamed"] > N
+    assert {w["id"] for w in report["workers"]} == {0, 1}  # both workers took chunks
+    assert all(w["peak_rss_mb"] for w in report["workers"])
+    assert updates and updates[-1] == report["total"]["frames_dreamed"]  # progress came through the callback
+    out = jobs[0].output
+    job_report = json.loads(out.with_name("cut.report.json").read_text())
+    assert job_report["cuts"] == [CUT]
+    assert [(c["offset"], c["count"], c["lead"]) for c in job_report["chunks"]] == [(0, CUT, 0), (CUT, N - CUT, 0)]
+    assert job_report["join_windows"] == []
+    assert job_report["audio_seconds"] == pytest.approx(N / 24.0, abs=0.06)  # the song, muxed once
+    frames = decode_all(out)
+    assert len(frames) == len(reference) == N
+    for k, (a, b) in enumerate(zip(frames, reference)):
+        assert np.array_equal(a, b), f"frame {k} differs from the one-process render"
+    assert (Path(f).parent / "jobs.batch" / "batch.report.json").is_file()
+    assert (Path(f).parent / "jobs.batch" / "cut.log").read_text().count("done") >= 3
+
+
+def test_a_join_inside_a_shot_is_exact_before_its_window_and_cross_fades_in_it(local_run, reference):
+    _, jobs, _, _ = local_run
+    rep = json.loads(jobs[1].output.with_name("join.report.json").read_text())
+    chunks = rep["chunks"]
+    # each 8-frame shot in two chunks of 4; the second of each starts inside the shot, 3 frames early
+    assert [(c["offset"] + c["lead"], c["lead"], c["trail"], c["window"]) for c in chunks] == [
+        (0, 0, 2, 0), (4, 3, 0, 2), (8, 0, 2, 0), (12, 3, 0, 2)]
+    assert rep["join_windows"] == [[2, 4], [10, 12]]
+    frames = decode_all(jobs[1].output)
+    assert len(frames) == N
+    inside = {k for a, b in rep["join_windows"] for k in range(a, b)}
+    for k in (0, 1, 8, 9):  # chunks that start at a cut, before their window: what one process dreams
+        assert np.array_equal(frames[k], reference[k]), k
+    for k in inside:  # the window is a blend of the one-process frame and the next chunk's warm-up frame
+        assert not np.array_equal(frames[k], reference[k]), k
+    # no seam: the step from frame to frame across a join is no larger than the clip's usual step
+    steps = [float(np.abs(frames[k + 1].astype(int) - frames[k]).mean()) for k in range(N - 1) if k + 1 != CUT]
+    joins = [float(np.abs(frames[b].astype(int) - frames[b - 1]).mean()) for _, b in rep["join_windows"]]
+    assert max(joins) <= 2.0 * float(np.median(steps)) + 1.0, (joins, steps)
+
+
+def test_a_bad_job_file_is_rejected_whole_naming_each_problem_and_line(media, tmp_path):
+    f = _job_file(tmp_path, media, """
+[[job]]
+input = "{clip}"
+output = "out/good.mp4"
+
+[[job]]
+input = "missing.mp4"
+output = "out/b.mp4"
+
+[[job]]
+input = "{clip}"
+output = "out/c.mp4"
+stepz = 2
+
+[[job]]
+input = "{clip}"
+output = "out/d.mp4"
+steps = -1
+""")
+    with pytest.raises(batch.BatchFileError) as e:
+        batch.load_jobs(f)
+    msg = str(e.value)
+    assert "\n" not in msg and "3 bad jobs" in msg and "nothing was run" in msg
+    assert [ln for ln, _, _ in e.value.problems] == [14, 20, 25]  # the line of each offending key
+    assert "missing.mp4 does not exist" in msg and "unknown key 'stepz' (did you mean 'steps'?)" in msg
+    assert "dream.steps" in msg
+    assert not (tmp_path / "out").exists() and not (tmp_path / "jobs.batch").exists()
+    result = CliRunner().invoke(app, ["batch", str(f)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert [ln for ln in result.output.splitlines() if ln.startswith("error:")][0].count("line ") == 3
+    skipped = []
+    kept = batch.load_jobs(f, skip_bad=True, on_skip=lambda *p: skipped.append(p))
+    assert [j.name for j in kept] == ["good"] and [p[0] for p in skipped] == [14, 20, 25]
+
+
+def test_a_killed_batch_run_again_finishes_only_what_was_left(media, reference, tmp_path):
+    f = _job_file(tmp_path, media, JOBS[: JOBS.index('[[job]]\nname = "join"')])  # the "cut" job alone
+    cmd = [sys.executable, "-m", "dreamvid", "batch", str(f), "--workers", "1", "--quiet"]
+    env = {**os.environ, "DREAMVID_TEST_KILL_AT": "state:5"}  # a worker SIGKILLs itself after a chunk's 6th frame
+    first = subprocess.run(cmd + ["--retries", "0"], env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 1, first.stderr
+    assert "worker 0 died" in first.stderr and "--retries" in first.stderr
+    job = batch.load_jobs(f)[0]
+    assert not job.output.exists()
+    # --status reads the table off the disk, without running anything
+    st = CliRunner().invoke(app, ["batch", str(f), "--status"])
+    assert st.exit_code == 0 and "6/8" in st.output, st.output
+    done_before = 6
+    # again, still with the kill: chunk 0 resumes past it; chunk 1's worker dies once and its retry resumes
+    again = subprocess.run(cmd + ["--retries", "1"], env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    rep = json.loads((tmp_path / "jobs.batch" / "batch.report.json").read_text())
+    assert rep["total"]["frames_dreamed"] == N - done_before  # nothing dreamed twice
+    assert rep["jobs"][0]["retries"] == 1
+    frames = decode_all(job.output)
+    assert len(frames) == N and all(np.array_equal(a, b) for a, b in zip(frames, reference))
+    # a third run finds the job done and skips it
+    third = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert third.returncode == 0 and "0 frames dreamed" in third.stdout, third.stdout + third.stderr
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    ray = pytest.importorskip("ray", reason='Ray is not installed: pip install "dreamvid[ray]"')
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def test_the_ray_runner_writes_what_the_local_one_does(ray_instance, local_run, media, tmp_path):
+    from dreamvid.batch_ray import run_ray
+
+    _, local_jobs, _, _ = local_run
+    f = _job_file(tmp_path, media, JOBS)
+    jobs = batch.load_jobs(f)
+    report = run_ray(f, jobs, retries=1)
+    assert report["runner"] == "ray" and report["total"]["failed"] == 0, report
+    assert report["total"]["frames_dreamed"] == sum(j["frames_dreamed"] for j in report["jobs"]) > N
+    for a, b in zip(jobs, local_jobs):
+        fa, fb = decode_all(a.output), decode_all(b.output)
+        assert len(fa) == len(fb) == N
+        assert all(np.array_equal(x, y) for x, y in zip(fa, fb)), a.name
