@@ -487,3 +487,102 @@ class Features:
 def as_keras(feats):
     """A Keras feature model from a :class:`Features` (or the Keras model itself)."""
     return feats.keras() if isinstance(feats, Features) else feats
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The ImageNet top (class dreaming): global average pool of mixed10 + a 1000-way dense layer.
+#
+# Keras ships it inside the full model's weights file (``InceptionV3(weights="imagenet", include_top=True)``),
+# downloaded once into ``~/.keras/models/``. dreamvid reads only that file's ``predictions`` layer. Because pooling
+# and the dense layer are linear, class c's logit is ``mean_p <mixed10[p], kernel[:, c]> + bias[c]``: a class term
+# is a direction in mixed10's feature space (dreamvid.dream.objective.Objective.direction), not another network.
+
+TOP_ENV_VAR = "DREAMVID_TOP_WEIGHTS"
+TOP_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels.h5"
+TOP_URL = "https://storage.googleapis.com/tensorflow/keras-applications/inception_v3/" + TOP_FILE
+TOP_MD5 = "9a0d58056eeedaa3f26cb7ebd46da564"  # keras.applications.inception_v3's file_hash for it
+TOP_SHAPE = (2048, 1000)
+
+
+def keras_top_file() -> Path:
+    return keras_cache_file().with_name(TOP_FILE)
+
+
+def resolve_top(top: str | os.PathLike | None = None) -> Path | None:
+    """Where the ImageNet top comes from, without loading or downloading anything: ``top``, else
+    ``$DREAMVID_TOP_WEIGHTS`` (a full InceptionV3 .h5, or an .npz with ``kernel`` (2048, 1000) and ``bias``
+    (1000,)), else Keras' cached full-model file; None when it still has to be downloaded."""
+    if top is not None and str(top) != "":
+        origin, value = "the top weights option", str(top)
+    elif os.environ.get(TOP_ENV_VAR):
+        origin, value = f"${TOP_ENV_VAR}", os.environ[TOP_ENV_VAR]
+    else:
+        cached = keras_top_file()
+        return cached if cached.is_file() and cached.stat().st_size > 0 else None
+    path = Path(value).expanduser()
+    if not path.is_file() or path.stat().st_size == 0:
+        raise WeightsError(f"ImageNet top weights {path} (from {origin}) do not exist or are empty; give the full "
+                           f"InceptionV3 weights file ({TOP_FILE}) or an .npz with kernel and bias")
+    return path
+
+
+def ensure_top(top: str | os.PathLike | None = None) -> Path:
+    """:func:`resolve_top`, downloading Keras' full-model file into its cache where needed (as Keras would,
+    same file, same place, same checksum). Call it before any slow work: a failure is one WeightsError line."""
+    found = resolve_top(top)
+    if found is not None:
+        return found
+    import urllib.request
+
+    from .fsutil import atomic_output
+
+    dest = keras_top_file()
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.md5()
+        with urllib.request.urlopen(TOP_URL, timeout=30) as r, atomic_output(dest, overwrite=False) as tmp:
+            with open(tmp, "wb") as f:
+                while chunk := r.read(1 << 20):
+                    digest.update(chunk)
+                    f.write(chunk)
+            if digest.hexdigest() != TOP_MD5:
+                raise OSError(f"checksum {digest.hexdigest()} is not {TOP_MD5}")
+    except Exception as e:  # network errors surface as many types
+        reason = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+        raise WeightsError(
+            f"class dreaming needs InceptionV3's ImageNet top, which could not be downloaded ({reason}); check "
+            f"your connection, or download {TOP_URL} into {dest.parent}/ yourself (or set ${TOP_ENV_VAR})"
+        ) from None
+    return dest
+
+
+@functools.lru_cache(maxsize=2)
+def top_weights(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The ImageNet top's ``kernel`` (2048, 1000) and ``bias`` (1000,), float32, from a full-model .h5 (legacy or
+    Keras 3 .weights.h5) or an .npz."""
+    path = Path(path)
+    try:
+        if path.suffix == ".npz":
+            with np.load(path) as z:
+                kernel, bias = z["kernel"], z["bias"]
+        else:
+            import h5py
+
+            with h5py.File(path, "r") as f:
+                if "layers" in f and "dense" in f["layers"]:  # Keras 3 .weights.h5 of the full model
+                    g = f["layers/dense/vars"]
+                    kernel, bias = g["0"][()], g["1"][()]
+                else:  # legacy .h5 (Keras' own file): the 'predictions' layer
+                    g = f["predictions"] if "predictions" in f else f["model_weights/predictions"]
+                    names = _attr_list(g, "weight_names")
+                    kernel, bias = (g[n][()] for n in names) if len(names) == 2 else (g["predictions/kernel:0"][()],
+                                                                                      g["predictions/bias:0"][()])
+    except Exception as e:
+        reason = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+        raise WeightsError(f"cannot read the ImageNet top from {path} ({reason}); it must be the full InceptionV3 "
+                           f"weights file ({TOP_FILE}) or an .npz with kernel and bias") from None
+    kernel, bias = np.asarray(kernel, np.float32), np.asarray(bias, np.float32)
+    if kernel.shape != TOP_SHAPE or bias.shape != (TOP_SHAPE[1],):
+        raise WeightsError(f"the ImageNet top in {path} has shapes {kernel.shape} and {bias.shape}, expected "
+                           f"{TOP_SHAPE} and ({TOP_SHAPE[1]},)")
+    return kernel, bias

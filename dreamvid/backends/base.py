@@ -1,18 +1,28 @@
 """The contract every backend fulfils.
 
-A backend module exposes ``make_step(model, *, channels, precision, jit) -> StepFn``.
+A backend module exposes ``make_step(model, *, channels, matches=0, precision, jit) -> StepFn`` and
+``make_forward(model, *, precision, jit) -> ForwardFn``.
 
-``StepFn(tiles, weights) -> (grads, losses)``
+``model``'s outputs are ``len(channels)`` layer terms' activations, then ``matches`` match terms' activations
+(see :mod:`dreamvid.dream.objective`; a layer may appear more than once).
+
+``StepFn(tiles, weights, targets=()) -> (grads, losses)``
 
 tiles
     float32 array, shape (B, H, W, 3), values in [-1, 1]: a batch of image tiles.
 weights
-    float32 array, shape (L,): one weight per layer of ``model``'s outputs. Passed per call, so music can
-    change the layer mix frame by frame without a recompile.
+    float32 array, shape (L + M,): one weight per output of ``model``. Passed per call, so music can change
+    the mix frame by frame without a recompile.
+targets
+    M float32 arrays, shape (K_m, C_m): each match term's target vectors (a guide's features, a class's
+    direction). Passed per call: a new guide needs no recompile.
 grads
     float32 array, shape (B, H, W, 3): d(sum of losses)/d(tiles).
 losses
-    float32 array, shape (B,): per tile, sum over layers of ``weight * mean(activation[..., channels])``.
+    float32 array, shape (B,): per tile, the sum over layer terms of ``weight * mean(activation[..., channels])``
+    plus the sum over match terms of ``weight * mean_p max_k <activation[p], target[k]>``.
+
+``ForwardFn(tiles) -> activations``: float32 arrays (B, h, w, C), one per output of ``model``.
 
 A step function compiles once per input shape and is reused for every later call of that shape.
 """
@@ -25,4 +35,5 @@ import numpy as np
 
 
 class StepFn(Protocol):
-    def __call__(self, tiles: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+    def __call__(self, tiles: np.ndarray, weights: np.ndarray, targets: tuple[np.ndarray, ...] = ()
+                 ) -> tuple[np.ndarray, np.ndarray]: ...

@@ -42,17 +42,27 @@ def _use_jit(jit) -> bool:
     return True if jit == "auto" else bool(jit)
 
 
+def _match(act, target):
+    """``mean_p max_k <act[p], target[k]>`` per tile: act (B, h, w, C), target (K, C) -> (B,)."""
+    scores = jnp.einsum("bpc,kc->bpk", act.reshape(act.shape[0], -1, act.shape[-1]), target)
+    return jnp.mean(jnp.max(scores, axis=-1), axis=1)
+
+
 def _losses_fn(model, channels):
-    """(tiles, weights, trainable, non_trainable) -> per-tile losses (B,), float32."""
+    """(tiles, weights, trainable, non_trainable, targets=()) -> per-tile losses (B,), float32. Outputs past
+    ``channels`` are match terms (guide, class), one per target."""
     chans = [np.asarray(c, np.int32) if c else None for c in channels]
 
-    def losses(tiles, weights, tv, ntv):
+    def losses(tiles, weights, tv, ntv, targets=()):
         acts, _ = model.stateless_call(tv, ntv, tiles, training=False)
         if not isinstance(acts, (list, tuple)):
             acts = [acts]
         total = 0.0
         for i, act in enumerate(acts):
             act = act.astype(jnp.float32)
+            if i >= len(chans):
+                total = total + weights[i] * _match(act, targets[i - len(chans)])
+                continue
             if chans[i] is not None:
                 act = jnp.take(act, chans[i], axis=-1)
             total = total + weights[i] * jnp.mean(act, axis=(1, 2, 3))
@@ -69,24 +79,41 @@ def _grad_fn(model, channels):
     """``(grad, trainable, non_trainable)``: ``grad(tiles, weights, tv, ntv) -> (d sum(losses)/d tiles, losses)``."""
     losses_of = _losses_fn(model, channels)
 
-    def total(tiles, weights, tv, ntv):
-        losses = losses_of(tiles, weights, tv, ntv)
+    def total(tiles, weights, tv, ntv, targets=()):
+        losses = losses_of(tiles, weights, tv, ntv, targets)
         return jnp.sum(losses), losses
 
     return (jax.grad(total, has_aux=True), *_variables(model))
 
 
-def make_step(model, *, channels, precision: str = "fp32", jit: str | bool = "auto"):
-    """Build the step function for ``model`` (outputs = the objective's layers). See ``backends.base``."""
+def make_step(model, *, channels, matches: int = 0, precision: str = "fp32", jit: str | bool = "auto"):
+    """Build the step function for ``model`` (outputs = the objective's layer terms, then ``matches`` match
+    terms' layers). See ``backends.base``."""
     grad, tv, ntv = _grad_fn(as_keras(model), channels)
     if _use_jit(jit):
         grad = jax.jit(grad)
 
-    def run(tiles: np.ndarray, weights: np.ndarray):
-        g, losses = grad(jnp.asarray(tiles, jnp.float32), jnp.asarray(weights, jnp.float32), tv, ntv)
+    def run(tiles: np.ndarray, weights: np.ndarray, targets=()):
+        if len(targets) != matches:
+            raise ValueError(f"this step has {matches} match terms, got {len(targets)} targets")
+        g, losses = grad(jnp.asarray(tiles, jnp.float32), jnp.asarray(weights, jnp.float32), tv, ntv,
+                         tuple(jnp.asarray(t, jnp.float32) for t in targets))
         return np.asarray(g, np.float32), np.asarray(losses, np.float32)
 
     return run
+
+
+def make_forward(model, *, precision: str = "fp32", jit: str | bool = "auto"):
+    """``forward(tiles (B, H, W, 3)) -> [float32 activation (B, h, w, C) per output of model]``."""
+    keras_model = as_keras(model)
+    tv, ntv = _variables(keras_model)
+
+    def forward(tiles, tv, ntv):
+        acts, _ = keras_model.stateless_call(tv, ntv, tiles, training=False)
+        return [a.astype(jnp.float32) for a in (acts if isinstance(acts, (list, tuple)) else [acts])]
+
+    fn = jax.jit(forward) if _use_jit(jit) else forward
+    return lambda tiles: [np.asarray(a, np.float32) for a in fn(jnp.asarray(tiles, jnp.float32), tv, ntv)]
 
 
 def make_octave(model, *, channels, precision: str = "fp32", jit: str | bool = "auto",

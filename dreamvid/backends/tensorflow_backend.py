@@ -65,8 +65,16 @@ def _network(feats):
     return run
 
 
-def make_step(model, *, channels, precision: str = "fp32", jit: str | bool = "auto"):
-    """Build the step function for ``model`` (outputs = the objective's layers). See ``backends.base``.
+def _match(act, target):
+    """``mean_p max_k <act[p], target[k]>`` per tile: act (B, h, w, C), target (K, C) -> (B,)."""
+    b, c = tf.shape(act)[0], tf.shape(act)[-1]
+    scores = tf.einsum("bpc,kc->bpk", tf.reshape(act, [b, -1, c]), target)
+    return tf.reduce_mean(tf.reduce_max(scores, axis=-1), axis=1)
+
+
+def make_step(model, *, channels, matches: int = 0, precision: str = "fp32", jit: str | bool = "auto"):
+    """Build the step function for ``model`` (outputs = the objective's layer terms, then ``matches`` match
+    terms' layers). See ``backends.base``.
 
     ``model`` is a :class:`dreamvid.model.Features` (the folded network where it can be used, else Keras) or a
     Keras model. ``precision`` is honoured by how the model was built (:func:`dreamvid.model.feature_model`);
@@ -74,32 +82,52 @@ def make_step(model, *, channels, precision: str = "fp32", jit: str | bool = "au
     """
     use_jit = has_gpu() if jit == "auto" else bool(jit)
     chans = [tf.constant(c, tf.int32) if c else None for c in channels]
+    n_layers = len(chans)
     network = _network(model)
 
-    def losses_of(tiles, weights):
+    def losses_of(tiles, weights, targets):
         terms = []
         for i, act in enumerate(network(tiles)):
             act = tf.cast(act, tf.float32)
+            if i >= n_layers:  # a match term (guide, class)
+                terms.append(weights[i] * _match(act, targets[i - n_layers]))
+                continue
             if chans[i] is not None:
                 act = tf.gather(act, chans[i], axis=-1)
             terms.append(weights[i] * tf.reduce_mean(act, axis=[1, 2, 3]))
         return tf.add_n(terms)
 
     @tf.function(
-        input_signature=(tf.TensorSpec([None, None, None, 3], tf.float32), tf.TensorSpec([len(chans)], tf.float32)),
+        input_signature=(tf.TensorSpec([None, None, None, 3], tf.float32),
+                         tf.TensorSpec([n_layers + matches], tf.float32),
+                         tuple(tf.TensorSpec([None, None], tf.float32) for _ in range(matches))),
         jit_compile=use_jit,
         autograph=False,
     )
-    def step(tiles, weights):
+    def step(tiles, weights, targets):
         with tf.GradientTape() as tape:
             tape.watch(tiles)
-            losses = losses_of(tiles, weights)
+            losses = losses_of(tiles, weights, targets)
             total = tf.reduce_sum(losses)
         return tape.gradient(total, tiles), losses
 
-    def run(tiles: np.ndarray, weights: np.ndarray):
-        g, l = step(tf.convert_to_tensor(tiles, tf.float32), tf.convert_to_tensor(weights, tf.float32))
+    def run(tiles: np.ndarray, weights: np.ndarray, targets=()):
+        if len(targets) != matches:
+            raise ValueError(f"this step has {matches} match terms, got {len(targets)} targets")
+        g, l = step(tf.convert_to_tensor(tiles, tf.float32), tf.convert_to_tensor(weights, tf.float32),
+                    tuple(tf.convert_to_tensor(t, tf.float32) for t in targets))
         return g.numpy(), l.numpy()
 
     run.trace_count = lambda: step.experimental_get_tracing_count()
     return run
+
+
+def make_forward(model, *, precision: str = "fp32", jit: str | bool = "auto"):
+    """``forward(tiles (B, H, W, 3)) -> [float32 activation (B, h, w, C) per output of model]``."""
+    network = _network(model)
+
+    @tf.function(input_signature=(tf.TensorSpec([None, None, None, 3], tf.float32),), autograph=False)
+    def forward(tiles):
+        return [tf.cast(a, tf.float32) for a in network(tiles)]
+
+    return lambda tiles: [a.numpy() for a in forward(tf.convert_to_tensor(tiles, tf.float32))]

@@ -24,8 +24,9 @@ def _device(model) -> torch.device:
     return torch.device("cpu")
 
 
-def make_step(model, *, channels, precision: str = "fp32", jit: str | bool = "auto"):
-    """Build the step function for ``model`` (outputs = the objective's layers). See ``backends.base``.
+def make_step(model, *, channels, matches: int = 0, precision: str = "fp32", jit: str | bool = "auto"):
+    """Build the step function for ``model`` (outputs = the objective's layer terms, then ``matches`` match
+    terms' layers). See ``backends.base``.
 
     ``jit`` is accepted for the contract; Keras layers do not trace cleanly under ``torch.compile``, so the
     step runs eagerly whatever it says.
@@ -36,9 +37,12 @@ def make_step(model, *, channels, precision: str = "fp32", jit: str | bool = "au
     device = _device(model)
     chans = [torch.as_tensor(c, dtype=torch.long, device=device) if c else None for c in channels]
 
-    def run(tiles: np.ndarray, weights: np.ndarray):
+    def run(tiles: np.ndarray, weights: np.ndarray, targets=()):
+        if len(targets) != matches:
+            raise ValueError(f"this step has {matches} match terms, got {len(targets)} targets")
         x = torch.as_tensor(np.ascontiguousarray(tiles, np.float32), device=device).requires_grad_(True)
         w = torch.as_tensor(np.asarray(weights, np.float32), device=device)
+        ts = [torch.as_tensor(np.asarray(t, np.float32), device=device) for t in targets]
         with torch.enable_grad():
             acts = model(x, training=False)
             if not isinstance(acts, (list, tuple)):
@@ -46,6 +50,11 @@ def make_step(model, *, channels, precision: str = "fp32", jit: str | bool = "au
             losses = 0.0
             for i, act in enumerate(acts):
                 act = act.float()
+                if i >= len(chans):  # a match term: mean_p max_k <act[p], target[k]>
+                    scores = torch.einsum("bpc,kc->bpk", act.reshape(act.shape[0], -1, act.shape[-1]),
+                                          ts[i - len(chans)])
+                    losses = losses + w[i] * scores.max(dim=-1).values.mean(dim=1)
+                    continue
                 if chans[i] is not None:
                     act = act.index_select(-1, chans[i])
                 losses = losses + w[i] * act.mean(dim=(1, 2, 3))
@@ -53,3 +62,17 @@ def make_step(model, *, channels, precision: str = "fp32", jit: str | bool = "au
         return g.detach().float().cpu().numpy(), losses.detach().float().cpu().numpy()
 
     return run
+
+
+def make_forward(model, *, precision: str = "fp32", jit: str | bool = "auto"):
+    """``forward(tiles (B, H, W, 3)) -> [float32 activation (B, h, w, C) per output of model]``."""
+    model = as_keras(model)
+    device = _device(model)
+
+    def forward(tiles: np.ndarray):
+        with torch.no_grad():
+            acts = model(torch.as_tensor(np.ascontiguousarray(tiles, np.float32), device=device), training=False)
+        acts = acts if isinstance(acts, (list, tuple)) else [acts]
+        return [a.detach().float().cpu().numpy() for a in acts]
+
+    return forward

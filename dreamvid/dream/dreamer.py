@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from .. import backends, model
 from ..config import DreamParams
-from .objective import Objective
+from .objective import CLASS_LAYER, Objective
 from .octaves import MIN_SIDE, octave_shapes, resize
 from .tiles import roll, tiled_gradient
 
@@ -68,6 +69,9 @@ class Anchor:
     octaves: int = 0
 
 
+GUIDE_SIDE = 320  # a guide image is fitted to this long side before its features are taken
+
+
 def _draw_shift(rng: np.random.Generator, jitter: int) -> tuple[int, int]:
     """The random roll of one step: two scalar draws, y then x (every path draws them the same way)."""
     j = int(jitter)
@@ -109,10 +113,13 @@ class Dreamer:
     precision : ``"fp32"`` or ``"bf16"`` (where the backend supports it)
     tile_batch : how many tiles go through the network at once (memory vs. speed)
     fused : run each octave's whole ascent on the device where the backend can (JAX); ``"auto"`` = yes
+    top_weights : the ImageNet top for class dreaming (see :func:`dreamvid.model.resolve_top`); None: the usual
+        places (``$DREAMVID_TOP_WEIGHTS``, Keras' cache), downloaded where needed
     """
 
     def __init__(self, *, weights=None, backend: str | None = None, precision: str = "fp32",
-                 jit: str | bool = "auto", tile_batch: int = 4, seed: int = 0, fused: str | bool = "auto"):
+                 jit: str | bool = "auto", tile_batch: int = 4, seed: int = 0, fused: str | bool = "auto",
+                 top_weights=None):
         self._backend = backends.load(backend)
         self.backend_name = self._backend.name
         self.weights = model.resolve_weights(weights, seed=seed)
@@ -121,6 +128,9 @@ class Dreamer:
         self.tile_batch = tile_batch
         self._steps: dict[tuple, Callable] = {}
         self._octaves: dict[tuple, Callable] = {}
+        self._forwards: dict[tuple, Callable] = {}
+        self._guides: dict[tuple, dict[str, np.ndarray]] = {}
+        self.top_weights = top_weights
         has_fused = hasattr(self._backend, "make_octave")
         self.fused = has_fused if fused == "auto" else bool(fused) and has_fused
 
@@ -128,15 +138,16 @@ class Dreamer:
     def step_fn(self, objective: Objective):
         key = objective.structure
         if key not in self._steps:
-            feats = model.Features(self.weights, objective.names, self.precision)  # the backend builds what it needs
+            feats = model.Features(self.weights, objective.outputs, self.precision)  # the backend builds what it needs
+            extra = {"matches": len(objective.matches)} if objective.matches else {}
             self._steps[key] = self._backend.make_step(
-                feats, channels=objective.channels, precision=self.precision, jit=self.jit
+                feats, channels=objective.channels, precision=self.precision, jit=self.jit, **extra
             )
         return self._steps[key]
 
     def octave_fn(self, objective: Objective, params: DreamParams):
         """The backend's on-device octave ascent (see ``jax_backend.make_octave``), or None without one."""
-        if not self.fused:
+        if not self.fused or objective.matches:  # guide and class terms run in the host loop
             return None
         key = (objective.structure, params.tile_size, params.tile_overlap)
         if key not in self._octaves:
@@ -149,9 +160,9 @@ class Dreamer:
 
     def warm_up(self, params: DreamParams, shape: tuple[int, int]) -> None:
         """Compile every octave/tile shape a run of ``params`` at ``shape`` will use, before the first frame."""
-        obj = Objective(params.layers)
+        obj = self.objective(params)
         fused = self.octave_fn(obj, params)
-        step = None if fused else self.step_fn(obj)
+        step = None if fused else obj.bind(self.step_fn(obj))
         for s in octave_shapes(*_dream_shape(shape), octaves=params.octaves, scale=params.octave_scale):
             x = np.zeros((*s, 3), np.float32)
             if fused:  # one zero-size step compiles the program
@@ -160,18 +171,78 @@ class Dreamer:
                 tiled_gradient(x, step, obj.weights, tile=params.tile_size, overlap=params.tile_overlap,
                                batch=self.tile_batch)
 
+    # -- what to dream toward ----------------------------------------------------------------------------------
+    def objective(self, params: DreamParams) -> Objective:
+        """The objective ``params`` asks for (:meth:`Objective.from_params`): its layers, and its guide and class
+        terms, whose targets are computed once (per guide file and layers, per class) and then reused."""
+        if not params.guide and params.dream_class == "":
+            return Objective(params.layers)
+        guide = self.guide_features(params.guide, params.layer_names) if params.guide else None
+        cls = self.class_vector(params.dream_class) if params.dream_class != "" else None
+        return Objective.from_params(params, guide=guide, class_vector=cls)
+
+    def forward_fn(self, layers: tuple[str, ...]):
+        """The backend's forward pass to ``layers`` (built once per layer tuple)."""
+        if layers not in self._forwards:
+            feats = model.Features(self.weights, tuple(layers), self.precision)
+            self._forwards[layers] = self._backend.make_forward(feats, precision=self.precision, jit=self.jit)
+        return self._forwards[layers]
+
+    def features(self, image: np.ndarray, layers: tuple[str, ...]) -> list[np.ndarray]:
+        """The activations of ``layers`` for one image (uint8 RGB, or float32 in [-1, 1]; dreamed sizes apply:
+        at least 75 px a side): float32 (h, w, C) each."""
+        x = to_unit(image) if image.dtype == np.uint8 else image.astype(np.float32)
+        shape = _dream_shape(x.shape[:2])
+        if shape != x.shape[:2]:
+            x = resize(x, shape)
+        return [a[0] for a in self.forward_fn(tuple(layers))(x[None])]
+
+    def guide_features(self, guide, layers: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """Each layer's features of the guide image (a path, or uint8 RGB), fitted to ``GUIDE_SIDE`` px: computed
+        once per guide (path, size and modification time) and layers, then kept."""
+        from ..images import fit, read_image
+
+        if isinstance(guide, np.ndarray):
+            key = ("array", guide.shape, hash(guide.tobytes()), tuple(layers))
+        else:
+            st = Path(guide).stat()
+            key = (str(Path(guide).resolve()), st.st_size, st.st_mtime_ns, tuple(layers))
+        if key not in self._guides:
+            img = guide if isinstance(guide, np.ndarray) else read_image(guide)
+            names = tuple(dict.fromkeys(layers))
+            acts = self.features(fit(img, GUIDE_SIDE), names)
+            self._guides[key] = dict(zip(names, acts))
+        return self._guides[key]
+
+    def top(self) -> tuple[np.ndarray, np.ndarray]:
+        """The ImageNet top's kernel (2048, 1000) and bias (1000,) (downloaded into Keras' cache if needed)."""
+        return model.top_weights(model.ensure_top(self.top_weights))
+
+    def class_vector(self, dream_class) -> np.ndarray:
+        """The class's column of the top's kernel, float32 (2048,): its direction in mixed10's features."""
+        from ..targets import class_index
+
+        return self.top()[0][:, class_index(dream_class)]
+
+    def logits(self, image: np.ndarray) -> np.ndarray:
+        """The ImageNet top's 1000 logits for one image (uint8 RGB or float32 in [-1, 1]), float32."""
+        (act,) = self.features(image, (CLASS_LAYER,))
+        kernel, bias = self.top()
+        return act.mean(axis=(0, 1)) @ kernel + bias
+
     # -- the loop ----------------------------------------------------------------------------------------------
     def gradient(self, x: np.ndarray, params: DreamParams, rng: np.random.Generator,
                  objective: Objective | None = None) -> tuple[np.ndarray, float]:
         """One rolled, tiled gradient of the objective at ``x`` (float32 HxWx3 in [-1, 1])."""
-        obj = objective or Objective(params.layers)
+        obj = objective or self.objective(params)
         shift = _draw_shift(rng, params.jitter)
-        g, loss = tiled_gradient(roll(x, shift), self.step_fn(obj), obj.weights, tile=params.tile_size,
+        g, loss = tiled_gradient(roll(x, shift), obj.bind(self.step_fn(obj)), obj.weights, tile=params.tile_size,
                                  overlap=params.tile_overlap, batch=self.tile_batch)
         return roll(g, (-shift[0], -shift[1])), loss
 
     def objective_value(self, image: np.ndarray, params: DreamParams) -> float:
-        """The objective of a uint8 image (or float image in [-1, 1]) at full size, without roll."""
+        """The layer objective (``params.layers`` only: no guide or class) of a uint8 image (or float image in
+        [-1, 1]) at full size, without roll."""
         x = to_unit(image) if image.dtype == np.uint8 else image.astype(np.float32)
         obj = Objective(params.layers)
         _, loss = tiled_gradient(x, self.step_fn(obj), obj.weights, tile=params.tile_size,
@@ -191,7 +262,7 @@ class Dreamer:
         small = shape != (H, W)
         if small:  # the network needs >= 75 px: dream an upscaled copy, then scale back
             x = resize(x, shape)
-        obj = Objective(params.layers)
+        obj = self.objective(params)
         fused = self.octave_fn(obj, params) if anchor is None else None
         shapes = octave_shapes(*x.shape[:2], octaves=params.octaves, scale=params.octave_scale)
         if anchor is not None and anchor.octaves > 0:
