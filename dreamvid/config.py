@@ -4,7 +4,13 @@ A *config dict* is the nested plain-dict form of a TOML file::
 
     [dream]   layers, octaves, octave_scale, steps, step_size, jitter, tile_size, tile_overlap, seed
     [video]   flow, warp, blend, consistency, scene_cut, flow_max_side
+    [motion]  zoom, rotate, translate_x, translate_y (per frame), bpm, hold, sharpen
     [audio]   see ``dreamvid.schedule`` and docs/presets.md
+
+A key of :data:`SCHEDULABLE` (and a layer's weight) may be a schedule string instead of a number: keyframes
+(``"0:0.01, 8b:0.03"``) or an expression (``"0.02 + 0.01*onset"``), parsed by ``dreamvid.keyframes``. The
+dataclass field then holds a representative number (the first keyframe's value) and ``Config.schedules`` the
+string, which ``schedule.build_schedule`` evaluates on every frame.
 
 ``resolve()`` merges dicts (later wins), checks every key and value, and returns a frozen :class:`Config`.
 Nothing here mutates its inputs.
@@ -13,6 +19,7 @@ Nothing here mutates its inputs.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import sys
 from collections.abc import Mapping
@@ -38,9 +45,12 @@ class LayerSpec:
     name: str
     weight: float = 1.0
     channels: tuple[int, ...] = ()  # empty: all channels
+    schedule: str | None = None  # the weight as a schedule string (``weight`` is then its first value)
 
     def __str__(self) -> str:
         ch = f"[{','.join(map(str, self.channels))}]" if self.channels else ""
+        if self.schedule is not None:
+            return f"{self.name}{ch}:{{{self.schedule}}}"
         return f"{self.name}{ch}:{self.weight:g}"
 
 
@@ -95,6 +105,27 @@ class VideoParams:
 
 
 @dataclass(frozen=True)
+class MotionParams:
+    """Camera motion per frame (each key may be a schedule) and the infinite zoom's statistics hold.
+
+    ``render`` moves the footage and the carried dream together along the accumulated motion; ``dreamvid zoom``
+    moves the previous output by each frame's motion before dreaming it again. See docs/presets.md.
+    """
+
+    zoom: float = 1.0  # scale per frame around the centre (1.01: 1 % closer every frame)
+    rotate: float = 0.0  # degrees per frame, counter-clockwise
+    translate_x: float = 0.0  # fraction of the frame width per frame (0.01: the picture moves 1 % right)
+    translate_y: float = 0.0  # fraction of the frame height per frame (positive: down)
+    bpm: float = 0.0  # tempo for beat keyframes/expressions when there is no song (0: none)
+    hold: float = 0.25  # zoom: share of the colour statistics pulled back to the source image's per frame
+    sharpen: float = 0.15  # zoom: unsharp-mask amount per frame against the resampling blur
+
+    @property
+    def moving(self) -> bool:
+        return (self.zoom, self.rotate, self.translate_x, self.translate_y) != (1.0, 0.0, 0.0, 0.0)
+
+
+@dataclass(frozen=True)
 class Config:
     """The resolved, validated configuration of one run."""
 
@@ -103,18 +134,29 @@ class Config:
     audio: Mapping[str, Any] = field(default_factory=dict)  # validated by dreamvid.schedule
     preset: str | None = None
     description: str = ""
+    motion: MotionParams = field(default_factory=MotionParams)
+    #: ``(("dream.step_size", "0:0.01, 8b:0.03"), ...)``: the keys given as schedules, sorted by key
+    schedules: tuple[tuple[str, str], ...] = ()
+
+    def __hash__(self) -> int:  # the audio table is a dict: hash the plain form
+        return hash(json.dumps(self.to_dict(), sort_keys=True, default=str))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict form, fit for TOML/JSON, that ``resolve`` turns back into the same Config."""
         d = dataclasses.asdict(self.dream)
         d["layers"] = format_layers(self.dream.layers)
-        return {
+        out = {
             "preset": self.preset,
             "description": self.description,
             "dream": d,
             "video": _plain(dataclasses.asdict(self.video)),
+            "motion": dataclasses.asdict(self.motion),
             "audio": _plain(self.audio),
         }
+        for key, text in self.schedules:  # a scheduled key round-trips as its string
+            section, name = key.split(".")
+            out[section][name] = text
+        return out
 
 
 def _plain(obj: Any) -> Any:
@@ -128,7 +170,8 @@ def _plain(obj: Any) -> Any:
 # ---------------------------------------------------------------------------------------------------------------
 # layers
 
-_LAYER_RE = re.compile(r"^\s*(?P<name>[A-Za-z0-9_]+)\s*(?:\[(?P<ch>[0-9,\-\s]*)\])?\s*(?::\s*(?P<w>[-+0-9.eE]+))?\s*$")
+_LAYER_RE = re.compile(r"^\s*(?P<name>[A-Za-z0-9_]+)\s*(?:\[(?P<ch>[0-9,\-\s]*)\])?\s*"
+                       r"(?::\s*(?:(?P<w>[-+0-9.eE]+)|\{(?P<s>[^{}]*)\}))?\s*$")
 
 
 def _parse_channels(text: str, where: str) -> tuple[int, ...]:
@@ -151,9 +194,9 @@ def parse_layers(value: Any) -> tuple[LayerSpec, ...]:
     if isinstance(value, LayerSpec):
         return (value,)
     if isinstance(value, Mapping):
-        items = [f"{k}:{v}" for k, v in value.items()]
+        items = [f"{k}:{{{v}}}" if isinstance(v, str) else f"{k}:{v}" for k, v in value.items()]
     elif isinstance(value, str):
-        items = re.split(r",(?![^\[]*\])", value)  # commas outside brackets
+        items = re.split(r",(?![^\[]*\])(?![^{]*\})", value)  # commas outside brackets and braces
     elif isinstance(value, (list, tuple)):
         items = [str(v) if not isinstance(v, LayerSpec) else str(v) for v in value]
     else:
@@ -170,20 +213,26 @@ def parse_layers(value: Any) -> tuple[LayerSpec, ...]:
             raise ConfigError(
                 f"unknown layer '{name}'{suggest(name, LAYER_NAMES)}; choose from mixed0..mixed10 (see `dreamvid layers`)"
             )
-        try:
-            weight = float(m["w"]) if m["w"] is not None else 1.0
-        except ValueError:
-            raise ConfigError(f"bad weight '{m['w']}' for layer {name}: use a number, e.g. {name}:1.5") from None
+        schedule = None
+        if m["s"] is not None:  # a weight schedule: mixed3:{0:1, 60:0}
+            schedule = m["s"].strip()
+            curve = _curve(f"dream.layers.{name}", schedule)
+            weight = float(curve.static())
+        else:
+            try:
+                weight = float(m["w"]) if m["w"] is not None else 1.0
+            except ValueError:
+                raise ConfigError(f"bad weight '{m['w']}' for layer {name}: use a number, e.g. {name}:1.5") from None
         channels = _parse_channels(m["ch"], f"layer {name}") if m["ch"] is not None else ()
         if channels and max(channels) >= LAYER_CHANNELS[name]:
             raise ConfigError(f"channel {max(channels)} is out of range for {name}, which has channels "
                               f"0..{LAYER_CHANNELS[name] - 1}")
         if any(s.name == name for s in specs):
             raise ConfigError(f"layer '{name}' is given twice; give each layer once")
-        specs.append(LayerSpec(name, weight, channels))
+        specs.append(LayerSpec(name, weight, channels, schedule))
     if not specs:
         raise ConfigError("no layers given: name at least one, e.g. --layers mixed3:1")
-    if all(s.weight == 0 for s in specs):
+    if all(s.weight == 0 and s.schedule is None for s in specs):
         raise ConfigError("all layer weights are 0: give at least one layer a non-zero weight")
     return tuple(specs)
 
@@ -195,7 +244,7 @@ def format_layers(specs: tuple[LayerSpec, ...]) -> str:
 # ---------------------------------------------------------------------------------------------------------------
 # loading, merging, validating
 
-SECTIONS = ("dream", "video", "audio")
+SECTIONS = ("dream", "video", "motion", "audio")
 TOP_KEYS = ("description", "preset", *SECTIONS)  # "preset": provenance written by Config.to_dict
 
 # key -> (type, check, what the check means)
@@ -233,7 +282,46 @@ _RULES: dict[str, dict[str, tuple[type, Any, str]]] = {
         "scene_cut": (float, lambda v: 0.0 < v <= 1.0, "a number above 0 and at most 1"),
         "flow_max_side": (int, lambda v: v == 0 or 64 <= v <= 8192, "0 (full size) or an integer from 64 to 8192"),
     },
+    "motion": {
+        "zoom": (float, lambda v: 0.5 <= v <= 2.0, "a scale per frame from 0.5 to 2 (1: none)"),
+        "rotate": (float, lambda v: -45.0 <= v <= 45.0, "degrees per frame from -45 to 45"),
+        "translate_x": (float, lambda v: -0.5 <= v <= 0.5, "a fraction of the frame width per frame, -0.5 to 0.5"),
+        "translate_y": (float, lambda v: -0.5 <= v <= 0.5, "a fraction of the frame height per frame, -0.5 to 0.5"),
+        "bpm": (float, lambda v: v == 0 or 20.0 <= v <= 400.0, "0 (none) or beats per minute from 20 to 400"),
+        "hold": (float, lambda v: 0.0 <= v <= 1.0, "a number from 0 (off) to 1"),
+        "sharpen": (float, lambda v: 0.0 <= v <= 2.0, "a number from 0 (off) to 2"),
+    },
 }
+
+#: The keys that may be a schedule string, with the range every frame's value is clipped to.
+SCHEDULABLE: dict[str, tuple[float, float]] = {
+    "dream.step_size": (1e-4, 1.0),
+    "dream.steps": (1, 1000),
+    "dream.jitter": (0, 512),
+    "dream.octaves": (1, 12),
+    "dream.octave_scale": (1.05, 3.0),
+    "video.blend": (0.0, 1.0),
+    "video.strength": (0.0, 128.0),
+    "motion.zoom": (0.5, 2.0),
+    "motion.rotate": (-45.0, 45.0),
+    "motion.translate_x": (-0.5, 0.5),
+    "motion.translate_y": (-0.5, 0.5),
+}
+#: The range a scheduled layer weight is clipped to.
+LAYER_WEIGHT_RANGE = (-10.0, 10.0)
+
+
+def _curve(key: str, text: str):
+    """Parse a schedule string for ``key`` (ConfigError with the position); its keyframe values must be in range."""
+    from .keyframes import parse
+
+    curve = parse(text, key=key)
+    lo, hi = SCHEDULABLE.get(key, LAYER_WEIGHT_RANGE)
+    for v in curve.values:
+        if not lo <= v <= hi:
+            raise ConfigError(f"{key}: keyframe value {v:g} in {text!r} is out of range: use values from {lo:g} "
+                              f"to {hi:g}")
+    return curve
 
 
 def _objective_check(key: str, value: Any) -> bool:
@@ -276,6 +364,15 @@ def _coerce(section: str, key: str, value: Any) -> Any:
     if key == "layers":
         return parse_layers(value)
     where = f"{section}.{key}"
+    if isinstance(value, str) and typ in (int, float):
+        if where not in SCHEDULABLE:
+            raise ConfigError(f"{where} must be {meaning}, got {value!r} ({where} cannot be a schedule; these can: "
+                              f"{', '.join(SCHEDULABLE)} and layer weights)")
+        try:
+            curve = _curve(where, value)
+        except ConfigError as e:  # "dream.steps must be ... or a schedule; at position 1 of 'ten': unknown name"
+            raise ConfigError(f"{where} must be {meaning} or a schedule; {str(e).removeprefix(where + ': ')}") from None
+        return _Scheduled(value, _static(typ, curve.static(), SCHEDULABLE[where]))
     if typ is int:
         if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
             raise ConfigError(f"{where} must be {meaning}, got {value!r}")
@@ -298,6 +395,19 @@ def _coerce(section: str, key: str, value: Any) -> Any:
     return value
 
 
+@dataclass(frozen=True)
+class _Scheduled:
+    """A key given as a schedule: its text, and the number its dataclass field holds."""
+
+    text: str
+    value: Any
+
+
+def _static(typ: type, v: float, limits: tuple[float, float]) -> Any:
+    v = min(max(v, limits[0]), limits[1])
+    return int(round(v)) if typ is int else float(v)
+
+
 def resolve(*layers: Mapping[str, Any] | None, preset: str | None = None) -> Config:
     """Merge ``layers`` (preset < config file < flags), validate every key and value, return a frozen Config."""
     from .creativity import apply as apply_creativity
@@ -307,7 +417,8 @@ def resolve(*layers: Mapping[str, Any] | None, preset: str | None = None) -> Con
         if key not in TOP_KEYS:
             raise ConfigError(f"unknown config section '{key}'{suggest(key, TOP_KEYS)}; sections are {', '.join(SECTIONS)}")
     kwargs: dict[str, dict[str, Any]] = {}
-    for section in ("dream", "video"):
+    schedules: list[tuple[str, str]] = []
+    for section in ("dream", "video", "motion"):
         table = merged.get(section) or {}
         if not isinstance(table, Mapping):
             raise ConfigError(f"[{section}] must be a table of keys")
@@ -318,6 +429,9 @@ def resolve(*layers: Mapping[str, Any] | None, preset: str | None = None) -> Con
                     f"unknown key '{section}.{key}'{suggest(key, _RULES[section])}; see docs/presets.md for the keys"
                 )
             vals[key] = _coerce(section, key, value)
+            if isinstance(vals[key], _Scheduled):
+                schedules.append((f"{section}.{key}", vals[key].text))
+                vals[key] = vals[key].value
         kwargs[section] = vals
     dream = DreamParams(**kwargs["dream"])
     if dream.tile_overlap * 2 >= dream.tile_size:
@@ -336,4 +450,6 @@ def resolve(*layers: Mapping[str, Any] | None, preset: str | None = None) -> Con
         audio=audio,
         preset=preset if preset is not None else recorded,
         description=str(merged.get("description", "")),
+        motion=MotionParams(**kwargs["motion"]),
+        schedules=tuple(sorted(schedules)),
     )

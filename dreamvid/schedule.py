@@ -10,6 +10,12 @@ so ``react = 0`` gives the base parameters on every frame, ``1`` the preset's am
 Pulses ride on the *rises* of a feature (by default the onset envelope): on the frame where a kick hits,
 the pulse jumps by how much the feature rose, then decays with time constant ``pulse_decay``.
 
+Keyframed schedules (``dreamvid.keyframes``) set the *base* of a parameter per frame; the music then acts on
+that base as it acts on a constant one: a multiplier (``step``, ``steps``, ``jitter``, ``strength``, layer gains)
+multiplies the keyframed value, and an absolute range (``octave_scale``, ``blend``) moves away from it by
+``react``. Camera motion (``[motion]``: zoom, rotate, translate per frame) is carried as four curves beside
+the music's zoom pulse.
+
 See docs/presets.md for every key.
 """
 
@@ -35,8 +41,9 @@ from .audiomap import (
     analysis_options,
     validate_audio_table,
 )
-from .config import DreamParams, LayerSpec
+from .config import LAYER_WEIGHT_RANGE, SCHEDULABLE, Config, DreamParams, LayerSpec
 from .errors import ConfigError
+from .keyframes import Timeline, parse
 
 __all__ = [
     "AUDIO_KEYS",
@@ -68,6 +75,12 @@ class FrameParams:
         How hard the music drives this frame: the drive feature (0..1) times ``react``; 0 without reaction.
     strength : float >= 0
         Multiplier of the governor's strength target ([video] strength) on this frame; 1 without reaction.
+    target : float >= 0 or None
+        The governor's target in grey levels when ``[video] strength`` is a schedule (already multiplied by
+        ``strength``); None: ``[video] strength * strength``.
+    motion : (zoom, rotate, translate_x, translate_y)
+        The camera's motion on this frame (``[motion]``): scale, degrees counter-clockwise, fractions of the width
+        and height. ``(1, 0, 0, 0)``: still.
     """
 
     dream: DreamParams
@@ -75,6 +88,8 @@ class FrameParams:
     zoom: float
     intensity: float
     strength: float = 1.0
+    target: float | None = None
+    motion: tuple[float, float, float, float] = (1.0, 0.0, 0.0, 0.0)
 
 
 class Schedule:
@@ -121,6 +136,8 @@ class Schedule:
             changes["jitter"] = int(c["jitter"][k])
         if c["octave_scale"][k] != b.octave_scale:
             changes["octave_scale"] = float(c["octave_scale"][k])
+        if c["octaves"][k] != b.octaves:
+            changes["octaves"] = int(c["octaves"][k])
         weights = c["layer_weights"][k]
         if any(w != s.weight for w, s in zip(weights, b.layers, strict=True)):
             changes["layers"] = tuple(
@@ -129,7 +146,9 @@ class Schedule:
         dream = b.replace(**changes) if changes else b
         return FrameParams(
             dream=dream, blend=float(c["blend"][k]), zoom=float(c["zoom"][k]), intensity=float(c["intensity"][k]),
-            strength=float(c["strength"][k]),
+            strength=float(c["strength"][k]), target=float(c["target"][k]) if "target" in c else None,
+            motion=(float(c["move_zoom"][k]), float(c["rotate"][k]), float(c["translate_x"][k]),
+                    float(c["translate_y"][k])),
         )
 
     def curves(self) -> dict[str, np.ndarray]:
@@ -182,6 +201,20 @@ class Schedule:
         return self._c["strength"]
 
     @property
+    def moving(self) -> bool:
+        """Whether the camera moves on any frame (``[motion]``)."""
+        c = self._c
+        return bool(np.any(c["move_zoom"] != 1.0) or np.any(c["rotate"] != 0.0) or np.any(c["translate_x"] != 0.0)
+                    or np.any(c["translate_y"] != 0.0))
+
+    @property
+    def motion(self) -> np.ndarray:
+        """Camera motion per frame [shape=(n, 4), dtype=float64]: zoom (scale), rotate (degrees counter-clockwise),
+        translate_x, translate_y (fractions of the frame's width and height)."""
+        c = self._c
+        return np.stack([c["move_zoom"], c["rotate"], c["translate_x"], c["translate_y"]], axis=1)
+
+    @property
     def pulse(self) -> np.ndarray:
         """Pulse envelope per frame [shape=(n,), dtype=float64, in [0, 1]] (before ``react``)."""
         return self._c["pulse"]
@@ -195,6 +228,8 @@ def build_schedule(
     blend: float,
     n_frames: int,
     react: float = 1.0,
+    config: Config | None = None,
+    fps: float | None = None,
 ) -> Schedule:
     """Map audio features through an ``[audio]`` table onto per-frame dream parameters.
 
@@ -212,6 +247,11 @@ def build_schedule(
         Number of video frames.
     react : float in [0, 10]
         Scale of every reaction around neutral: 0 = off, 1 = as in the preset, 2 = double.
+    config : Config, optional
+        Its schedule strings (``config.schedules``, layer weight schedules of ``base``), ``[motion]`` and
+        ``[video] strength`` give the per-frame base values; without it every base is constant.
+    fps : float, optional
+        Frame rate of the schedule's time axis; default ``features.fps`` (25 without a song).
 
     Returns
     -------
@@ -234,24 +274,15 @@ def build_schedule(
     react = _number("react", react, 0.0, 10.0)
     blend = _number("blend", blend, 0.0, 1.0)
     t = validate_audio_table(table, layers=base.layer_names)
-    n_layers = len(base.layers)
-    curves = {
-        "step_size": np.full(n, base.step_size, np.float64),
-        "steps": np.full(n, base.steps, np.int64),
-        "jitter": np.full(n, base.jitter, np.int64),
-        "octave_scale": np.full(n, base.octave_scale, np.float64),
-        "layer_weights": np.tile(np.asarray(base.layer_weights, np.float64), (n, 1)).reshape(n, n_layers),
-        "blend": np.full(n, blend, np.float64),
-        "zoom": np.ones(n, np.float64),
-        "strength": np.ones(n, np.float64),
-        "intensity": np.zeros(n, np.float64),
-        "pulse": np.zeros(n, np.float64),
-    }
+    if features is not None and features.n_frames < n:
+        raise ValueError(f"the audio features cover {features.n_frames} frames, fewer than the {n} asked for")
+    curves = _base_curves(base, blend, n, config=config, features=features, fps=fps)
+    keyed = curves.pop("_keyed")
     reacting = any(bool(v) if k == "layers" else v != 0.0 for k, v in t.items() if k in _REACTING)
     if features is None or react == 0.0 or not reacting:
+        if "target" in curves:
+            curves["target"] = curves["target"] * curves["strength"]
         return Schedule(base=base, react=react, curves=curves)
-    if features.n_frames < n:
-        raise ValueError(f"the audio features cover {features.n_frames} frames, fewer than the {n} asked for")
 
     def feat(name: str) -> np.ndarray:
         return np.asarray(features.feature(name)[:n], dtype=np.float64)
@@ -266,7 +297,7 @@ def build_schedule(
         lo, hi = t[key]
         x = feat(t[f"{key}_by"]) if f"{key}_by" in t else drive
         v = lo + (hi - lo) * x
-        neutral = {"octave_scale": base.octave_scale, "blend": blend}.get(key, 1.0)
+        neutral = {"octave_scale": keyed["octave_scale"], "blend": keyed["blend"]}.get(key, 1.0)
         return neutral + react * (v - neutral)
 
     pulse = _pulse(feat(t.get("pulse", _FEATURE_KEYS["pulse"])), fps=features.fps, decay=t.get("pulse_decay", 0.1))
@@ -276,17 +307,17 @@ def build_schedule(
         step_mult = m
     if t.get("pulse_step", 0.0):
         step_mult = step_mult * (1.0 + react * t["pulse_step"] * pulse)
-    curves["step_size"] = base.step_size * np.maximum(step_mult, _MIN_STEP_MULT)
+    curves["step_size"] = keyed["step_size"] * np.maximum(step_mult, _MIN_STEP_MULT)
 
     if (m := mapped("steps")) is not None:
-        curves["steps"] = np.maximum(1, np.round(base.steps * m)).astype(np.int64)
+        curves["steps"] = np.maximum(1, np.round(keyed["steps"] * m)).astype(np.int64)
 
     jit_mult = np.ones(n)
     if (m := mapped("jitter")) is not None:
         jit_mult = np.maximum(m, 0.0)
     if t.get("pulse_jitter", 0.0):
         jit_mult = jit_mult * (1.0 + react * t["pulse_jitter"] * pulse)
-    curves["jitter"] = np.maximum(0, np.round(base.jitter * jit_mult)).astype(np.int64)
+    curves["jitter"] = np.maximum(0, np.round(keyed["jitter"] * jit_mult)).astype(np.int64)
 
     if (m := mapped("octave_scale")) is not None:
         curves["octave_scale"] = _quantise_octave(m, base.octave_scale)
@@ -307,22 +338,87 @@ def build_schedule(
     if t.get("pulse_strength", 0.0):
         strength = strength * (1.0 + react * t["pulse_strength"] * pulse)
     curves["strength"] = strength
+    if "target" in curves:
+        curves["target"] = curves["target"] * strength
 
     if "layers" in t:
         w = curves["layer_weights"]
+        w0 = keyed["layer_weights"]
         for i, spec in enumerate(base.layers):
             entry = t["layers"].get(spec.name)
             if entry is None:
                 continue
             lo, hi = entry["gain"]
             gain = 1.0 + react * (lo + (hi - lo) * feat(entry["by"]) - 1.0)
-            w[:, i] = spec.weight * np.maximum(gain, 0.0)
+            w[:, i] = w0[:, i] * np.maximum(gain, 0.0)
         dead = ~np.any(w > 0, axis=1)  # every gain hit 0: only relative weights matter, so use the base's
-        w[dead] = np.asarray(base.layer_weights, np.float64)
+        w[dead] = w0[dead]
 
     curves["intensity"] = react * drive
     curves["pulse"] = pulse
     return Schedule(base=base, react=react, curves=curves)
+
+
+_INTS = ("steps", "jitter", "octaves")
+
+
+def _base_curves(base: DreamParams, blend: float, n: int, *, config: Config | None, features, fps) -> dict:
+    """The per-frame base values: the config's schedules evaluated on every frame, constants elsewhere.
+
+    Also returns, under ``"_keyed"``, copies of the bases the music acts on.
+    """
+    n_layers = len(base.layers)
+    motion = config.motion if config is not None else None
+    curves: dict[str, np.ndarray] = {
+        "step_size": np.full(n, base.step_size, np.float64),
+        "steps": np.full(n, base.steps, np.int64),
+        "jitter": np.full(n, base.jitter, np.int64),
+        "octaves": np.full(n, base.octaves, np.int64),
+        "octave_scale": np.full(n, base.octave_scale, np.float64),
+        "layer_weights": np.tile(np.asarray(base.layer_weights, np.float64), (n, 1)).reshape(n, n_layers),
+        "blend": np.full(n, blend, np.float64),
+        "zoom": np.ones(n, np.float64),
+        "strength": np.ones(n, np.float64),
+        "intensity": np.zeros(n, np.float64),
+        "pulse": np.zeros(n, np.float64),
+        "move_zoom": np.full(n, motion.zoom if motion else 1.0, np.float64),
+        "rotate": np.full(n, motion.rotate if motion else 0.0, np.float64),
+        "translate_x": np.full(n, motion.translate_x if motion else 0.0, np.float64),
+        "translate_y": np.full(n, motion.translate_y if motion else 0.0, np.float64),
+    }
+    schedules = dict(config.schedules) if config is not None else {}
+    layer_schedules = [(i, s) for i, s in enumerate(base.layers) if s.schedule is not None]
+    if schedules or layer_schedules:
+        rate = fps if fps is not None else (features.fps if features is not None else 25.0)
+        timeline = Timeline.of(n, rate, features, bpm=motion.bpm if motion else 0.0)
+        for key, text in schedules.items():
+            section, name = key.split(".")
+            lo, hi = SCHEDULABLE[key]
+            v = np.clip(parse(text, key=key).evaluate(timeline), lo, hi)
+            if section == "motion":
+                curves["move_zoom" if name == "zoom" else name] = v
+            elif key == "video.strength":
+                curves["target"] = v
+            elif key == "video.blend":
+                curves["blend"] = v
+            elif name == "octave_scale":
+                curves[name] = _quantise_octave(v, base.octave_scale)
+            elif name in _INTS:
+                curves[name] = np.round(v).astype(np.int64)
+            else:
+                curves[name] = v
+        w = curves["layer_weights"]
+        for i, spec in layer_schedules:
+            w[:, i] = np.clip(parse(spec.schedule, key=f"dream.layers.{spec.name}").evaluate(timeline),
+                              *LAYER_WEIGHT_RANGE)
+        dead = ~np.any(w != 0, axis=1)
+        if dead.any():
+            k = int(np.argmax(dead))
+            raise ConfigError(f"every layer weight is 0 at t = {k / timeline.fps:.2f} s (frame {k}) in "
+                              f"'{','.join(map(str, base.layers))}': keep at least one layer above 0 on every frame")
+    curves["_keyed"] = {k: curves[k].copy() for k in ("step_size", "steps", "jitter", "octave_scale", "blend",
+                                                      "layer_weights")}
+    return curves
 
 
 def _pulse(x: np.ndarray, *, fps: float, decay: float) -> np.ndarray:
@@ -347,3 +443,14 @@ def _quantise_octave(v: np.ndarray, base: float) -> np.ndarray:
     hi_i = math.floor((_OCTAVE_LIMITS[1] - base) / OCTAVE_GRID + 1e-9)
     i = np.clip(i, lo_i, hi_i)
     return np.where(i == 0, base, np.round(base + i * OCTAVE_GRID, 6))
+
+
+def for_song(config: Config, song, *, fps: float, react: float = 1.0) -> tuple[Schedule, AudioFeatures]:
+    """Analyse ``song`` (a path or ``(y, sr)``) at ``fps`` and build ``config``'s schedule over its whole length,
+    as a render of that length would (e.g. for ``dreamvid schedule``'s plot)."""
+    from .audio import analyze
+
+    features = analyze(song, fps=fps, **analysis_options(config.audio))
+    sched = build_schedule(features, config.audio, base=config.dream, blend=config.video.blend,
+                           n_frames=features.n_frames, react=react, config=config, fps=fps)
+    return sched, features

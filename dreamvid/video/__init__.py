@@ -9,11 +9,15 @@ from .flow import (
     FLOW_METHODS,
     WARP_MODES,
     coherent_init,
+    compose,
     consistency_mask,
     estimate_flow,
     flow_pair,
+    motion_flow,
+    motion_matrix,
     scene_cut_score,
     warp,
+    warp_motion,
 )
 
 __all__ = [
@@ -38,4 +42,8 @@ __all__ = [
     "consistency_mask",
     "scene_cut_score",
     "coherent_init",
+    "motion_matrix",
+    "compose",
+    "motion_flow",
+    "warp_motion",
 ]

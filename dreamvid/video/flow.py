@@ -16,6 +16,7 @@ patterns would be tracked as motion.
 from __future__ import annotations
 
 import functools
+import math
 
 import cv2
 import numpy as np
@@ -31,6 +32,10 @@ __all__ = [
     "consistency_mask",
     "scene_cut_score",
     "coherent_init",
+    "motion_matrix",
+    "compose",
+    "motion_flow",
+    "warp_motion",
 ]
 
 #: Names accepted by ``method``. ``"none"`` means zero motion (no motion compensation).
@@ -343,3 +348,77 @@ def coherent_init(
         kept = cv2.multiply(np.float32(1.0) - weight, src, dtype=cv2.CV_32F)
         init = cv2.add(kept, carried, dtype=cv2.CV_8U)
     return init, mask
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# camera motion: an affine warp in the same terms (a motion is a flow field that an affine map generates)
+
+
+def motion_matrix(size: tuple[int, int], *, zoom: float = 1.0, rotate: float = 0.0,
+                  translate: tuple[float, float] = (0.0, 0.0),
+                  center: tuple[float, float] | None = None) -> np.ndarray:
+    """The 3×3 affine map of a camera move: scale by ``zoom`` and turn by ``rotate`` about ``center``, then shift.
+
+    Parameters
+    ----------
+    size : (width, height) of the frame
+    zoom : float > 0, scale (1.02: the picture grows by 2 %, a zoom in)
+    rotate : degrees, counter-clockwise as the picture is seen (90: ``np.rot90``)
+    translate : (dx, dy) in pixels; the picture moves right and down for positive values
+    center : the fixed point in pixels; default the centre of the pixel grid, ``((w - 1) / 2, (h - 1) / 2)``
+
+    Returns
+    -------
+    float64 (3, 3): maps a point of the old frame to where it shows in the new one (``[x, y, 1]`` columns).
+    """
+    w, h = size
+    cx, cy = center if center is not None else ((w - 1) / 2.0, (h - 1) / 2.0)
+    a = math.radians(rotate)
+    c, s = zoom * math.cos(a), zoom * math.sin(a)
+    # y points down, so a counter-clockwise turn on screen is a clockwise one in (x, y)
+    m = np.array([[c, s, (1 - c) * cx - s * cy + translate[0]],
+                  [-s, c, s * cx + (1 - c) * cy + translate[1]],
+                  [0.0, 0.0, 1.0]])
+    return m
+
+
+def compose(*moves: np.ndarray) -> np.ndarray:
+    """The 3×3 map of ``moves`` applied one after another (the first first)."""
+    out = np.eye(3)
+    for m in moves:
+        out = np.asarray(m, np.float64) @ out
+    return out
+
+
+def motion_flow(m: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The backward flow of a camera move ``m`` (see :func:`motion_matrix`) on a frame of ``size`` = (w, h):
+    ``warp(image, motion_flow(m, size))`` is the moved image. float32 (H, W, 2)."""
+    w, h = size
+    inv = np.linalg.inv(np.asarray(m, np.float64))
+    gx, gy = _grid(h, w)
+    sx = inv[0, 0] * gx + inv[0, 1] * gy + inv[0, 2]
+    sy = inv[1, 0] * gx + inv[1, 1] * gy + inv[1, 2]
+    return np.stack([sx - gx, sy - gy], axis=-1).astype(np.float32)
+
+
+def warp_motion(image: np.ndarray, m: np.ndarray, *, cubic: bool = False) -> np.ndarray:
+    """Move ``image`` by the camera move ``m`` (3×3, :func:`motion_matrix`), keeping its size.
+
+    What comes into view from outside the frame is the frame mirrored (``BORDER_REFLECT``), so no black edge
+    enters the dream. The identity returns ``image`` itself.
+
+    Parameters
+    ----------
+    image : uint8 or float32 (H, W, C)
+    m : float (3, 3)
+    cubic : bicubic instead of bilinear sampling (keeps more fine detail through many moves)
+    """
+    m = np.asarray(m, np.float64)
+    if np.allclose(m, np.eye(3), atol=1e-9):
+        return image
+    h, w = image.shape[:2]
+    interp = cv2.INTER_CUBIC if cubic else cv2.INTER_LINEAR
+    out = cv2.warpAffine(image, m[:2], (w, h), flags=interp, borderMode=cv2.BORDER_REFLECT)
+    if out.ndim == 2 and image.ndim == 3:
+        out = out[..., None]
+    return out

@@ -1,0 +1,497 @@
+"""Keyframed schedules and expressions: a number that changes over the film. Pure: numpy only, no ``eval``.
+
+Any schedulable key of a preset or config (``SCHEDULABLE`` in :mod:`dreamvid.config`) may be a string instead
+of a number. Two forms (docs/presets.md has the full grammar):
+
+Keyframes (the text holds a ``:``)
+    ``"0:0.01, 8b:0.03, 16b:0.01"``: comma-separated ``TIME:VALUE`` pairs. ``TIME`` is seconds (``12`` or
+    ``12s``), beats (``8b``: the 9th tracked beat, beat 0 being the first) or frames (``30f``). Between two
+    keyframes the value moves linearly; a ``~`` before a value (``8b:~0.03``) eases into that keyframe
+    instead (smoothstep: no kink, no overshoot), and a ``~`` before the whole list eases every segment.
+    Before the first keyframe the value holds the first value, after the last the last. Two keyframes at
+    the same time make a jump.
+Expressions (no ``:``)
+    ``"0.02 + 0.01*sin(t*2*pi/8) + 0.02*onset"``: numbers, ``+ - * / % ^`` (``**`` too), comparisons
+    (``<  <=  >  >=  ==  !=``, giving 1 or 0), parentheses, the names of :data:`VARIABLES` and
+    :data:`CONSTANTS` and the functions of :data:`FUNCTIONS`.
+
+Both are evaluated for every frame at once with numpy (:meth:`Curve.evaluate` over a :class:`Timeline`). A
+mistake raises :class:`~dreamvid.errors.ConfigError` naming the key and the 1-based character position.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import ConfigError, suggest
+
+__all__ = ["CONSTANTS", "FEATURES", "FUNCTIONS", "VARIABLES", "Curve", "Timeline", "parse"]
+
+#: Audio features an expression may name (each 0..1 per frame; 0 on every frame without a song).
+FEATURES = ("rms", "energy", "onset", "low", "mid", "high")
+#: Every variable: seconds, beats (continuous: 2.5 is half-way from beat 2 to beat 3), frame index, frame rate.
+VARIABLES = ("t", "beat", "frame", "fps", *FEATURES)
+CONSTANTS = {"pi": math.pi, "tau": 2 * math.pi, "e": math.e}
+
+
+def _smoothstep(e0, e1, x):
+    u = np.clip((x - e0) / np.where(e1 == e0, 1e-12, e1 - e0), 0.0, 1.0)
+    return u * u * (3.0 - 2.0 * u)
+
+
+#: name: (number of arguments, numpy function)
+FUNCTIONS: dict[str, tuple[int, Callable]] = {
+    "sin": (1, np.sin), "cos": (1, np.cos), "tan": (1, np.tan), "abs": (1, np.abs), "sqrt": (1, np.sqrt),
+    "exp": (1, np.exp), "log": (1, np.log), "floor": (1, np.floor), "ceil": (1, np.ceil), "round": (1, np.round),
+    "sign": (1, np.sign), "fract": (1, lambda x: x - np.floor(x)),
+    "min": (2, np.minimum), "max": (2, np.maximum), "pow": (2, np.power),
+    "step": (2, lambda edge, x: (x >= edge).astype(np.float64)),
+    "clip": (3, np.clip), "mix": (3, lambda a, b, u: a + (b - a) * u), "smoothstep": (3, _smoothstep),
+    "where": (3, lambda c, a, b: np.where(c != 0, a, b)),
+}  # fmt: skip
+
+_MAX_LEN = 4000
+_MAX_DEPTH = 60
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the time axes
+
+
+@dataclass(frozen=True, eq=False)
+class Timeline:
+    """The axes a schedule is evaluated over: one entry per video frame.
+
+    Attributes
+    ----------
+    n : int >= 1, number of frames
+    fps : float > 0
+    beat_frames : int64 (m,) or None, frames of the tracked beats (beat ``i`` on ``beat_frames[i]``)
+    bpm : float, the tempo for beats when there are fewer than two tracked beats (0: none)
+    features : mapping feature name -> float (n,) in [0, 1]; missing features are 0
+    """
+
+    n: int
+    fps: float
+    beat_frames: np.ndarray | None = None
+    bpm: float = 0.0
+    features: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, n: int, fps: float, features=None, *, bpm: float = 0.0) -> Timeline:
+        """From an :class:`~dreamvid.audio.AudioFeatures` (or None: no song, beats at ``bpm``)."""
+        if features is None:
+            return cls(n=int(n), fps=float(fps), bpm=float(bpm))
+        feats = {name: np.asarray(features.feature(name)[:n], np.float64) for name in FEATURES}
+        bpm = float(features.tempo) if features.tempo > 0 else float(bpm)
+        return cls(n=int(n), fps=float(fps), beat_frames=np.asarray(features.beat_frames, np.float64), bpm=bpm,
+                   features=feats)
+
+    @property
+    def frame(self) -> np.ndarray:
+        return np.arange(self.n, dtype=np.float64)
+
+    @property
+    def t(self) -> np.ndarray:
+        return self.frame / self.fps
+
+    def _beat_grid(self, key: str) -> tuple[np.ndarray, np.ndarray, float]:
+        """(beat numbers, their frames, frames per beat past either end)."""
+        bf = self.beat_frames
+        if bf is not None and len(bf) >= 2:
+            period = float(np.median(np.diff(bf)))
+            return np.arange(len(bf), dtype=np.float64), bf.astype(np.float64), max(period, 1e-6)
+        if self.bpm > 0:
+            period = 60.0 * self.fps / self.bpm
+            first = float(bf[0]) if bf is not None and len(bf) == 1 else 0.0
+            return np.array([0.0, 1.0]), np.array([first, first + period]), period
+        if bf is not None:
+            raise ConfigError(f"{key} counts in beats, but the song has fewer than two tracked beats: give its "
+                              "times in seconds, or set [motion] bpm")
+        raise ConfigError(f"{key} counts in beats, but there is no song: pass --song, or set [motion] bpm "
+                          "(beats per minute)")
+
+    def beat_of_frame(self, frames: np.ndarray, *, key: str) -> np.ndarray:
+        """Continuous beat number of (fractional) frames: integer ``i`` on tracked beat ``i``."""
+        beats, where, period = self._beat_grid(key)
+        f = np.asarray(frames, np.float64)
+        out = np.interp(f, where, beats)
+        out = np.where(f < where[0], beats[0] - (where[0] - f) / period, out)
+        return np.where(f > where[-1], beats[-1] + (f - where[-1]) / period, out)
+
+    def frame_of_beat(self, beat: np.ndarray, *, key: str) -> np.ndarray:
+        """Fractional frame of (continuous) beat numbers: beat ``i`` lands on ``beat_frames[i]``."""
+        beats, where, period = self._beat_grid(key)
+        b = np.asarray(beat, np.float64)
+        out = np.interp(b, beats, where)
+        out = np.where(b < beats[0], where[0] - (beats[0] - b) * period, out)
+        return np.where(b > beats[-1], where[-1] + (b - beats[-1]) * period, out)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# parsing
+
+
+class _Error(Exception):
+    def __init__(self, pos: int, message: str):
+        super().__init__(message)
+        self.pos, self.message = pos, message
+
+
+_TOKEN = re.compile(
+    r"\s*(?:(?P<num>(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
+    r"|(?P<op>\*\*|<=|>=|==|!=|[-+*/%^(),<>]))"
+)
+
+
+def _tokenize(text: str) -> list[tuple[str, str, int]]:
+    tokens, i = [], 0
+    while i < len(text):
+        if text[i].isspace():
+            i += 1
+            continue
+        m = _TOKEN.match(text, i)
+        if not m or m.end() == i:
+            raise _Error(i, f"unexpected character {text[i]!r}")
+        kind = m.lastgroup
+        start = m.start(kind)
+        tokens.append((kind, m.group(kind), start))
+        i = m.end()
+    tokens.append(("end", "", len(text)))
+    return tokens
+
+
+class _Parser:
+    """Recursive descent over the tokens; builds a tree of tuples (no Python objects from the text)."""
+
+    def __init__(self, text: str):
+        self.toks = _tokenize(text)
+        self.i = 0
+        self.depth = 0
+
+    def peek(self):
+        return self.toks[self.i]
+
+    def take(self):
+        tok = self.toks[self.i]
+        self.i += 1
+        return tok
+
+    def expect(self, value: str):
+        tok = self.take()
+        if tok[1] != value:
+            raise _Error(tok[2], f"expected {value!r}, found {_what(tok)}")
+
+    def parse(self):
+        node = self.compare()
+        tok = self.peek()
+        if tok[0] != "end":
+            raise _Error(tok[2], f"unexpected {_what(tok)}")
+        return node
+
+    def compare(self):
+        node = self.sum()
+        while self.peek()[1] in ("<", "<=", ">", ">=", "==", "!="):
+            op = self.take()[1]
+            node = ("op", op, node, self.sum())
+        return node
+
+    def sum(self):
+        node = self.product()
+        while self.peek()[1] in ("+", "-"):
+            op = self.take()[1]
+            node = ("op", op, node, self.product())
+        return node
+
+    def product(self):
+        node = self.unary()
+        while self.peek()[1] in ("*", "/", "%"):
+            op = self.take()[1]
+            node = ("op", op, node, self.unary())
+        return node
+
+    def unary(self):
+        tok = self.peek()
+        if tok[1] in ("-", "+"):
+            self.take()
+            self.depth += 1
+            if self.depth > _MAX_DEPTH:
+                raise _Error(tok[2], "expression nested too deeply")
+            inner = self.unary()
+            self.depth -= 1
+            return ("neg", inner) if tok[1] == "-" else inner
+        return self.power()
+
+    def power(self):
+        node = self.atom()
+        if self.peek()[1] in ("^", "**"):
+            self.take()
+            node = ("op", "^", node, self.unary())  # right-associative; -2^2 = -(2^2)
+        return node
+
+    def atom(self):
+        tok = self.take()
+        kind, value, pos = tok
+        if kind == "num":
+            return ("num", float(value))
+        if kind == "name":
+            if self.peek()[1] == "(":
+                if value not in FUNCTIONS:
+                    raise _Error(pos, f"unknown function '{value}'{suggest(value, FUNCTIONS)}; functions are "
+                                      f"{', '.join(FUNCTIONS)}")
+                self.take()
+                args = []
+                if self.peek()[1] != ")":
+                    args.append(self.nested())
+                    while self.peek()[1] == ",":
+                        self.take()
+                        args.append(self.nested())
+                self.expect(")")
+                arity = FUNCTIONS[value][0]
+                if len(args) != arity:
+                    raise _Error(pos, f"{value}() takes {arity} argument{'s' if arity > 1 else ''}, got {len(args)}")
+                return ("call", value, tuple(args))
+            if value in CONSTANTS:
+                return ("num", CONSTANTS[value])
+            if value in VARIABLES:
+                return ("var", value)
+            raise _Error(pos, f"unknown name '{value}'{suggest(value, (*VARIABLES, *CONSTANTS))}; names are "
+                              f"{', '.join(VARIABLES)}, {', '.join(CONSTANTS)}")
+        if value == "(":
+            node = self.nested()
+            self.expect(")")
+            return node
+        raise _Error(pos, f"expected a number, a name or '(', found {_what(tok)}")
+
+    def nested(self):
+        self.depth += 1
+        if self.depth > _MAX_DEPTH:
+            raise _Error(self.peek()[2], "expression nested too deeply")
+        node = self.compare()
+        self.depth -= 1
+        return node
+
+
+def _what(tok) -> str:
+    return "the end" if tok[0] == "end" else repr(tok[1])
+
+
+def _names(node) -> set[str]:
+    kind = node[0]
+    if kind == "var":
+        return {node[1]}
+    if kind == "neg":
+        return _names(node[1])
+    if kind == "op":
+        return _names(node[2]) | _names(node[3])
+    if kind == "call":
+        return set().union(*(_names(a) for a in node[2])) if node[2] else set()
+    return set()
+
+
+_OPS = {
+    "+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide, "%": np.mod, "^": np.power,
+    "<": np.less, "<=": np.less_equal, ">": np.greater, ">=": np.greater_equal, "==": np.equal,
+    "!=": np.not_equal,
+}  # fmt: skip
+
+
+def _eval(node, env: Mapping[str, np.ndarray]):
+    kind = node[0]
+    if kind == "num":
+        return node[1]
+    if kind == "var":
+        return env[node[1]]
+    if kind == "neg":
+        return -_eval(node[1], env)
+    if kind == "op":
+        out = _OPS[node[1]](_eval(node[2], env), _eval(node[3], env))
+        return out.astype(np.float64) if getattr(out, "dtype", None) == bool else (
+            float(out) if isinstance(out, (bool, np.bool_)) else out)
+    args = [_eval(a, env) for a in node[2]]
+    return FUNCTIONS[node[1]][1](*args)
+
+
+_TIME = re.compile(r"^\s*(?P<v>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(?P<unit>[sbf]?)\s*$")
+
+
+@dataclass(frozen=True)
+class _Key:
+    at: float
+    unit: str  # "s", "b" or "f"
+    value: float
+    smooth: bool
+
+
+@dataclass(frozen=True, eq=False)
+class Curve:
+    """A parsed schedule. ``text`` is what was written; ``key`` names it in errors.
+
+    Attributes
+    ----------
+    kind : "keyframes" or "expression"
+    names : frozenset of the variables it reads (keyframes in beats read ``beat``)
+    """
+
+    key: str
+    text: str
+    kind: str
+    names: frozenset
+    _keys: tuple = ()
+    _tree: tuple | None = None
+
+    @property
+    def values(self) -> tuple[float, ...]:
+        """The keyframe values (empty for an expression)."""
+        return tuple(k.value for k in self._keys)
+
+    @property
+    def uses_beats(self) -> bool:
+        return "beat" in self.names
+
+    def static(self) -> float:
+        """A representative number: the first keyframe's value, or the expression at frame 0 of a silent song
+        with beat 0. Config keeps it as the key's plain value (what a frame-less use of the config sees)."""
+        if self.kind == "keyframes":
+            return self._keys[0].value
+        env = dict.fromkeys(VARIABLES, np.zeros(1))
+        env["fps"] = np.full(1, 25.0)
+        with np.errstate(all="ignore"):
+            v = float(np.broadcast_to(_eval(self._tree, env), (1,))[0])
+        return v if math.isfinite(v) else 0.0
+
+    def evaluate(self, timeline: Timeline) -> np.ndarray:
+        """The value on every frame [shape=(timeline.n,), dtype=float64].
+
+        Raises
+        ------
+        ConfigError
+            Beats are used with neither a song's beats nor a tempo; keyframes are out of time order; the
+            expression gives a non-finite value (division by zero, log of 0, ...) on some frame.
+        """
+        n = timeline.n
+        if self.kind == "keyframes":
+            return self._interpolate(timeline)
+        env: dict[str, np.ndarray] = {"frame": timeline.frame, "t": timeline.t, "fps": np.full(n, timeline.fps)}
+        for name in FEATURES:
+            env[name] = timeline.features.get(name, np.zeros(n))
+        if "beat" in self.names:
+            env["beat"] = timeline.beat_of_frame(timeline.frame, key=self.key)
+        with np.errstate(all="ignore"):
+            out = np.broadcast_to(np.asarray(_eval(self._tree, env), np.float64), (n,)).copy()
+        bad = ~np.isfinite(out)
+        if bad.any():
+            k = int(np.argmax(bad))
+            raise ConfigError(f"{self.key} = {self.text!r} is not a finite number at t = {k / timeline.fps:.3f} s "
+                              f"(frame {k}); guard divisions and logs, e.g. max(x, 0.001)")
+        return out
+
+    def _interpolate(self, timeline: Timeline) -> np.ndarray:
+        keys = self._keys
+        pos = np.empty(len(keys))
+        for i, k in enumerate(keys):
+            if k.unit == "b":
+                pos[i] = float(timeline.frame_of_beat(np.array([k.at]), key=self.key)[0])
+            elif k.unit == "f":
+                pos[i] = k.at
+            else:
+                pos[i] = k.at * timeline.fps
+        if np.any(np.diff(pos) < -1e-9):
+            i = int(np.argmax(np.diff(pos) < -1e-9)) + 1
+            raise ConfigError(f"{self.key}: keyframe {i + 1} ({_fmt_time(keys[i])}) comes before the one ahead of "
+                              f"it ({_fmt_time(keys[i - 1])}) in {self.text!r}; list keyframes in time order")
+        vals = np.array([k.value for k in keys])
+        f = timeline.frame
+        i = np.clip(np.searchsorted(pos, f, side="right") - 1, 0, len(keys) - 1)
+        j = np.minimum(i + 1, len(keys) - 1)
+        span = pos[j] - pos[i]
+        u = np.where(span > 0, (f - pos[i]) / np.where(span > 0, span, 1.0), 0.0)
+        u = np.clip(u, 0.0, 1.0)
+        smooth = np.array([k.smooth for k in keys])[j]
+        u = np.where(smooth, u * u * (3.0 - 2.0 * u), u)
+        out = vals[i] + (vals[j] - vals[i]) * u
+        out = np.where(f < pos[0], vals[0], out)
+        return np.where(f >= pos[-1], vals[-1], out)
+
+
+def _fmt_time(k: _Key) -> str:
+    return f"{k.at:g}{k.unit if k.unit != 's' else 's'}"
+
+
+def parse(text: str, *, key: str) -> Curve:
+    """Parse a schedule string (keyframes or an expression) for the config key ``key``.
+
+    Raises
+    ------
+    ConfigError
+        ``"<key>: <what is wrong> at position <p> of '<text>'"`` (positions count from 1).
+    """
+    if not isinstance(text, str):
+        raise ConfigError(f"{key} must be a number or a schedule string, got {text!r}")
+    if len(text) > _MAX_LEN:
+        raise ConfigError(f"{key}: the schedule is {len(text)} characters long; keep it under {_MAX_LEN}")
+    if not text.strip():
+        raise ConfigError(f"{key} is an empty string: give a number, keyframes like '0:1, 8b:2' or an expression")
+    try:
+        if ":" in text:
+            return _parse_keyframes(text, key)
+        tree = _Parser(text).parse()
+    except _Error as e:
+        raise ConfigError(f"{key}: at position {e.pos + 1} of {text!r}: {e.message} (schedules: docs/presets.md)"
+                          ) from None
+    return Curve(key=key, text=text, kind="expression", names=frozenset(_names(tree)), _tree=tree)
+
+
+def _parse_keyframes(text: str, key: str) -> Curve:
+    body, offset = text, 0
+    stripped = text.lstrip()
+    smooth_all = stripped.startswith("~")
+    if smooth_all:
+        offset = len(text) - len(stripped) + 1
+        body = text[offset:]
+    keys: list[_Key] = []
+    pos = offset
+    for part in body.split(","):
+        start = pos
+        pos += len(part) + 1
+        if not part.strip():
+            raise _Error(start, "empty keyframe (two commas in a row, or a trailing comma)")
+        if part.count(":") != 1:
+            raise _Error(start + (part.find(":", part.find(":") + 1) if part.count(":") > 1 else len(part)),
+                         "a keyframe is TIME:VALUE, e.g. 8b:0.03" if part.count(":") == 0
+                         else "one ':' per keyframe; separate keyframes with commas")
+        t_text, v_text = part.split(":")
+        m = _TIME.match(t_text)
+        if not m:
+            lead = len(t_text) - len(t_text.lstrip())
+            raise _Error(start + lead, f"cannot read the time {t_text.strip()!r}: write seconds (12 or 12s), beats "
+                                       "(8b) or frames (30f)")
+        at = float(m["v"])
+        if at < 0:
+            raise _Error(start, f"keyframe time {t_text.strip()!r} is negative")
+        vpos = start + len(t_text) + 1
+        v_str = v_text.strip()
+        smooth = smooth_all
+        if v_str.startswith("~"):
+            smooth = True
+            v_str = v_str[1:].strip()
+        try:
+            value = float(v_str)
+            if not math.isfinite(value) or not re.fullmatch(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?", v_str):
+                raise ValueError
+        except ValueError:
+            lead = len(v_text) - len(v_text.lstrip())
+            raise _Error(vpos + lead, f"keyframe value {v_text.strip()!r} is not a number") from None
+        keys.append(_Key(at, m["unit"] or "s", value, smooth))
+    for i in range(1, len(keys)):
+        a, b = keys[i - 1], keys[i]
+        if a.unit == b.unit and b.at < a.at:
+            raise ConfigError(f"{key}: keyframe {i + 1} ({_fmt_time(b)}) comes before keyframe {i} ({_fmt_time(a)}) "
+                              f"in {text!r}; list keyframes in time order")
+    names = frozenset({"beat"} if any(k.unit == "b" for k in keys) else ())
+    return Curve(key=key, text=text, kind="keyframes", names=names, _keys=tuple(keys))
