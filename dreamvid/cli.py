@@ -238,6 +238,104 @@ def _check_render(opts) -> None:
 
 @app.command()
 @friendly
+def zoom(
+    image: Annotated[Path, typer.Argument(help="The image to zoom into.", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output .mp4.")],
+    song: Annotated[Optional[Path], typer.Option("--song", "-s", help="Music: the zoom's speed and pulses follow it, and the video lasts as long as it.")] = None,
+    seconds: Annotated[Optional[float], typer.Option("--seconds", help="Length in seconds (default: the song's length, or 10 without a song).")] = None,
+    fps: Annotated[float, typer.Option("--fps", help="Frame rate of the video.")] = 25.0,
+    react: Annotated[float, typer.Option("--react", help="How strongly the dream follows the music: 0 off, 1 the preset's amount, 2 double.")] = 1.0,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted zoom of the same output.")] = False,
+    keep_work: Annotated[bool, typer.Option("--keep-work", help="Keep the work folder (checkpointed frames) after success.")] = False,
+    crf: Annotated[int, typer.Option("--crf", help="H.264 quality, 0 (lossless) to 51; 18 is visually lossless.")] = 18,
+    preset: Annotated[Optional[str], typer.Option("--preset", "-p", help="Preset name or a .toml path. Default: zoom-tunnel.")] = None,
+    config: ConfigFile = None, layers: Layers = None, octaves: Octaves = None,
+    octave_scale: OctaveScale = None, steps: Steps = None, step_size: StepSize = None, jitter: Jitter = None,
+    tile_size: TileSize = None, seed: Seed = None, weights: Weights = None, backend: Backend = None,
+    precision: Precision = "fp32", max_side: MaxSide = None, overwrite: Overwrite = False, quiet: Quiet = False,
+):
+    """The infinite zoom: each frame is the previous dream moved by the preset's [motion], then dreamed again."""
+    from .errors import ConfigError
+    from .pipeline import RenderOptions, check
+
+    _check_positive("--max-side", max_side, 16)
+    if not 0.0 <= react <= 10.0:
+        raise ConfigError(f"--react must be from 0 to 10, got {react}")
+    if not 0 <= crf <= 51:
+        raise ConfigError(f"--crf must be from 0 to 51, got {crf}")
+    if seconds is None and song is None:
+        seconds = 10.0
+    cfg = _config(preset or "zoom-tunnel", config, layers=layers, octaves=octaves, octave_scale=octave_scale,
+                  steps=steps, step_size=step_size, jitter=jitter, tile_size=tile_size, seed=seed)
+    opts = RenderOptions(input=image, output=output, song=song, duration=seconds, max_side=max_side, react=react,
+                         overwrite=overwrite, resume=resume, crf=crf, keep_work=keep_work, feedback=True, fps=fps)
+    check(opts)
+    _check_engine(weights, backend, precision, cfg.dream.seed)
+    dreamer = _dreamer(weights, backend, precision, cfg.dream.seed)
+    report = _render_with_progress(opts, cfg, dreamer, quiet, "zooming")
+    say(out, f"{report['output']}  ({report['frames']} frames, dream_strength {report['dream_strength']}, "
+             f"audio_sync {report['audio_sync']})")
+
+
+def _render_with_progress(opts, cfg, dreamer, quiet: bool, what: str) -> dict:
+    """``pipeline.render`` with a progress bar (frames, rate, ETA); returns the report."""
+    import time
+
+    from .pipeline import render as run_render
+
+    with _progress(quiet) as bar:
+        task = bar.add_task(what, total=None, rate="")
+        t0 = [None, 0]
+
+        def on_start(done, total):
+            bar.update(task, total=total, completed=done, description=what + (" (resumed)" if done else ""))
+
+        def on_frame(ev):
+            if ev.resumed:
+                return
+            if t0[0] is None:
+                t0[0] = time.perf_counter() - ev.seconds
+            t0[1] += 1
+            rate = t0[1] / max(1e-9, time.perf_counter() - t0[0])
+            bar.update(task, completed=ev.index + 1, rate=f"{rate:.2f} frames/s")
+
+        return run_render(opts, cfg, dreamer, on_start=on_start, on_frame=on_frame, on_warning=warn)
+
+
+@app.command()
+@friendly
+def schedule(
+    preset: Annotated[str, typer.Argument(help="Preset name or a .toml path.", show_default=False)],
+    song: Annotated[Path, typer.Option("--song", "-s", help="The song the schedule follows.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output .png plot.")],
+    config: ConfigFile = None,
+    fps: Annotated[float, typer.Option("--fps", help="Video frame rate the schedule is built at.")] = 25.0,
+    react: Annotated[float, typer.Option("--react", help="Scale of the music's reaction, as in render.")] = 1.0,
+    overwrite: Overwrite = False,
+):
+    """Plot every scheduled parameter of a preset over a song, under the song's analysis."""
+    from .errors import ConfigError
+    from .fsutil import check_output
+    from .plot import plot_schedule
+    from .schedule import for_song
+
+    if not 1.0 <= fps <= 240.0:
+        raise ConfigError(f"--fps must be from 1 to 240, got {fps}")
+    if not 0.0 <= react <= 10.0:
+        raise ConfigError(f"--react must be from 0 to 10, got {react}")
+    if output.suffix.lower() != ".png":
+        raise ConfigError(f"the schedule plot is a PNG: give an -o path ending in .png, not {output.name}")
+    check_output(output, overwrite=overwrite)
+    cfg = _config(preset, config)
+    sched, feats = for_song(cfg, song, fps=fps, react=react)
+    scheduled = tuple(k for k, _ in cfg.schedules)
+    plot_schedule(sched, feats, output, scheduled=scheduled, overwrite=overwrite,
+                  title=f"{cfg.preset} over {song.name}: {feats.duration:.1f} s, {feats.tempo:.0f} BPM")
+    say(out, f"{output}  ({len(sched)} frames; scheduled: {', '.join(scheduled) or 'none'})")
+
+
+@app.command()
+@friendly
 def analyze(
     song: Annotated[Path, typer.Argument(help="The song to analyse.", show_default=False)],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output .png plot.")],

@@ -79,6 +79,10 @@ class RenderOptions:
     crf: int = 18
     x264_preset: str = "medium"
     keep_work: bool = False
+    # ``dreamvid zoom``: ``input`` is an image and each frame dreams the previous output moved by the camera
+    # (dreamvid.zoom.Feedback), at ``fps``, for ``duration`` seconds or the song's length
+    feedback: bool = False
+    fps: float = 25.0
 
 
 @dataclass(frozen=True)
@@ -134,6 +138,7 @@ def _job(opts: RenderOptions, config: Config, dreamer: Dreamer, info: video.Vide
         "segment_frames": opts.segment_frames,
         "crf": opts.crf,
         "x264_preset": opts.x264_preset,
+        **({"feedback": True} if opts.feedback else {}),
         "config": config.to_dict(),
         "weights": dreamer.weights.key,
         "backend": dreamer.backend_name,
@@ -148,6 +153,39 @@ def _zoom(img: np.ndarray, amount: float) -> np.ndarray:
     h, w = img.shape[:2]
     m = cv2.getRotationMatrix2D((w / 2, h / 2), 0.0, 1.0 + amount)
     return cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+
+def _mover(schedule, size: tuple[int, int]) -> Callable[[int, np.ndarray], np.ndarray]:
+    """``move(k, src)``: footage frame ``k`` as the camera sees it: moved by the ``[motion]`` of frames 1..k
+    (accumulated: the camera travels), then by the music's zoom pulse. Call it with ``k`` rising."""
+    if not schedule.moving:
+        return lambda k, src: _zoom(src, float(schedule.zoom[k]) - 1.0)
+    w, h = size
+    cam = [np.eye(3), 0]  # the camera's move at frame cam[1]
+
+    def move(k: int, src: np.ndarray) -> np.ndarray:
+        while cam[1] < k:
+            cam[1] += 1
+            z, r, tx, ty = schedule.motion[cam[1]]
+            cam[0] = video.compose(cam[0], video.motion_matrix((w, h), zoom=z, rotate=r, translate=(tx * w, ty * h)))
+        pulse = video.motion_matrix((w, h), zoom=float(schedule.zoom[k]), center=(w / 2, h / 2))
+        return video.warp_motion(src, video.compose(cam[0], pulse))
+
+    return move
+
+
+class _Inline:
+    """An iterator consumed in the loop's own thread, with :class:`_Ahead`'s ``close`` (a feedback source needs
+    the frame just dreamed, so it cannot run ahead)."""
+
+    def __init__(self, it: Iterator):
+        self._it = it
+
+    def __iter__(self):
+        return self._it
+
+    def close(self):
+        self._it.close()
 
 
 def _join(thread: threading.Thread) -> None:
@@ -339,8 +377,14 @@ def check(opts: RenderOptions) -> tuple[video.VideoInfo, int, int]:
     video.check_container(output)
     if opts.song is not None:
         video.check_song(opts.song)
-    info = video.probe(opts.input)
-    first, count = video.frame_range(info, opts.start, opts.duration)
+    if opts.feedback:
+        from .zoom import still_info
+
+        info = still_info(opts.input, fps=opts.fps, duration=opts.duration, song=opts.song)
+        first, count = 0, info.frame_count
+    else:
+        info = video.probe(opts.input)
+        first, count = video.frame_range(info, opts.start, opts.duration)
     _check_work(work, opts)
     return info, first, count
 
@@ -395,13 +439,27 @@ def _render_locked(opts: RenderOptions, config: Config, dreamer: Dreamer, state:
     vp = config.video
     flow_method = vp.flow if vp.flow != "none" else "dis"  # flow is still measured for the report
 
+    def feedback():
+        from .zoom import Feedback
+
+        image = read_image(opts.input)
+        if image.shape[:2] != (size[1], size[0]):
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        source = Feedback(image, schedule.motion, schedule.zoom, config.motion)
+        for k in range(count):
+            t = time.perf_counter()
+            src = source.source(k, prev_dream) if k >= state.done else None
+            seconds["decode"] += time.perf_counter() - t
+            yield k, src, None, None, None
+
     def sources():
+        move = _mover(schedule, size)
         prev = None
         t = time.perf_counter()
         for k, src in enumerate(video.iter_frames(opts.input, first=first, count=count, size=size, info=info,
                                                   on_warning=on_warning)):
             # the schedule's zoom pulses the footage itself, so the flow (and the dream carried along it) sees it
-            src = _zoom(src, float(schedule.zoom[k]) - 1.0)
+            src = move(k, src)
             seconds["decode"] += time.perf_counter() - t
             t = time.perf_counter()
             flows = cut = None
@@ -463,7 +521,7 @@ def _render_locked(opts: RenderOptions, config: Config, dreamer: Dreamer, state:
         if state.done and prev_dream is None:
             prev_dream = read_image(frames_dir / f"{state.done - 1:06d}.png")
 
-        ahead = _Ahead(sources())
+        ahead = _Inline(feedback()) if opts.feedback else _Ahead(sources())
         wait = time.perf_counter()
         for k, src, prev_src, flows, cut in ahead:
             if k < state.done:
@@ -475,7 +533,8 @@ def _render_locked(opts: RenderOptions, config: Config, dreamer: Dreamer, state:
             t = t_frame = time.perf_counter()
             fp = schedule.frame(k)
             dream, plan = coherence.dream(dreamer, src, prev_src, prev_dream, fp.dream, flows=flows, cut=bool(cut),
-                                          target=vp.strength * fp.strength, blend=fp.blend)
+                                          target=vp.strength * fp.strength if fp.target is None else fp.target,
+                                          blend=fp.blend)
             seconds["dream"] += time.perf_counter() - t
 
             if prev_src is not None and flows is not None and not cut:
@@ -516,7 +575,7 @@ def _render_locked(opts: RenderOptions, config: Config, dreamer: Dreamer, state:
     video.concat(segs, silent, overwrite=True)
     final = _final_path(work, output)
     _checkpoint("mux", watch=work)
-    audio_seconds = video.mux(silent, final, song=opts.song, source=None if opts.song else opts.input,
+    audio_seconds = video.mux(silent, final, song=opts.song, source=None if opts.song or opts.feedback else opts.input,
                               start=opts.start, loop_song=opts.loop_song, overwrite=True, on_warning=on_warning)
     seconds["mux"] += time.perf_counter() - t
 
@@ -591,7 +650,7 @@ def _schedule(opts: RenderOptions, config: Config, fps: float, count: int):
                            **analysis_options(config.audio))
     table = config.audio if features is not None else {}
     sched = build_schedule(features, table, base=config.dream, blend=config.video.blend, n_frames=count,
-                           react=opts.react)
+                           react=opts.react, config=config, fps=fps)
     return sched, features
 
 
