@@ -81,6 +81,36 @@ Precision = Annotated[str, typer.Option("--precision", help="fp32 or bf16 (faste
 MaxSide = Annotated[Optional[int], typer.Option("--max-side", help="Scale down so the longest side is at most N pixels.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+Creativity = Annotated[Optional[float], typer.Option("--creativity", help="One lever from 0 (faithful: shallow layers, small steps, 2 octaves) to 1 (strange: deep layers, big steps, 5 octaves); your explicit --layers/--steps/--step-size/--octaves win. See docs/creative.md.")]
+Guide = Annotated[Optional[Path], typer.Option("--guide", help="Dream toward this image's features (google/deepdream's guided objective).")]
+GuideWeight = Annotated[Optional[float], typer.Option("--guide-weight", help="The guide's share of the objective, 0..1 (1: only the guide; default 1).")]
+DreamClass = Annotated[Optional[str], typer.Option("--dream-class", help="Make an ImageNet class appear: a name ('tabby cat') or an index 0..999. Needs InceptionV3's ImageNet top (downloaded once).")]
+ClassWeight = Annotated[Optional[float], typer.Option("--class-weight", help="The class's share of the objective, 0..1 (default 0.5).")]
+
+
+def _direction(creativity, guide, guide_weight, dream_class, class_weight) -> dict:
+    """The [dream] keys of the creative-direction flags (None: not given)."""
+    return {"creativity": creativity, "guide": None if guide is None else str(guide), "guide_weight": guide_weight,
+            "dream_class": dream_class, "class_weight": class_weight}
+
+
+def _check_targets(dream) -> None:
+    """Decode the guide image and make sure the ImageNet top is at hand (a download, the first time) before the
+    framework is imported: a bad guide or a missing top is one line, before any slow work."""
+    if dream.guide:
+        from .errors import InputError
+        from .images import read_image
+
+        try:
+            from .targets import find_guide
+
+            read_image(find_guide(dream.guide))
+        except InputError as e:
+            raise InputError(f"guide image: {e}") from None
+    if dream.dream_class != "":
+        from . import model
+
+        model.ensure_top()
 
 
 def _config(preset, config_file, **flags):
@@ -138,15 +168,19 @@ def dream(
     octave_scale: OctaveScale = None, steps: Steps = None, step_size: StepSize = None, jitter: Jitter = None,
     tile_size: TileSize = None, seed: Seed = None, weights: Weights = None, backend: Backend = None,
     precision: Precision = "fp32", max_side: MaxSide = None, overwrite: Overwrite = False, quiet: Quiet = False,
+    creativity: Creativity = None, guide: Guide = None, guide_weight: GuideWeight = None,
+    dream_class: DreamClass = None, class_weight: ClassWeight = None,
 ):
     """Dream still images (photos, thumbnails)."""
     from .stills import dream_files, plan, read_inputs
 
     _check_positive("--max-side", max_side, 16)
     cfg = _config(preset, config, layers=layers, octaves=octaves, octave_scale=octave_scale, steps=steps,
-                  step_size=step_size, jitter=jitter, tile_size=tile_size, seed=seed)
+                  step_size=step_size, jitter=jitter, tile_size=tile_size, seed=seed,
+                  **_direction(creativity, guide, guide_weight, dream_class, class_weight))
     jobs = plan(images, output, overwrite=overwrite)
     _check_engine(weights, backend, precision, cfg.dream.seed)
+    _check_targets(cfg.dream)
     inputs = read_inputs(jobs, max_side=max_side)  # every input decoded before the framework is imported
     dreamer = _dreamer(weights, backend, precision, cfg.dream.seed)
     with _progress(quiet) as bar:
@@ -181,6 +215,8 @@ def render(
     octave_scale: OctaveScale = None, steps: Steps = None, step_size: StepSize = None, jitter: Jitter = None,
     tile_size: TileSize = None, seed: Seed = None, weights: Weights = None, backend: Backend = None,
     precision: Precision = "fp32", max_side: MaxSide = None, overwrite: Overwrite = False, quiet: Quiet = False,
+    creativity: Creativity = None, guide: Guide = None, guide_weight: GuideWeight = None,
+    dream_class: DreamClass = None, class_weight: ClassWeight = None,
 ):
     """Render a dreamed music video: flow-coherent frames, the song muxed in, resumable, with a JSON report."""
     from .errors import ConfigError
@@ -196,12 +232,14 @@ def render(
     if duration is not None and not duration > 0:
         raise ConfigError(f"--duration must be above 0 seconds, got {duration}")
     cfg = _config(preset, config, layers=layers, octaves=octaves, octave_scale=octave_scale, steps=steps,
-                  step_size=step_size, jitter=jitter, tile_size=tile_size, seed=seed)
+                  step_size=step_size, jitter=jitter, tile_size=tile_size, seed=seed,
+                  **_direction(creativity, guide, guide_weight, dream_class, class_weight))
     opts = RenderOptions(input=clip, output=output, song=song, loop_song=loop_song, start=start, duration=duration,
                          max_side=max_side, react=react, overwrite=overwrite, resume=resume, crf=crf,
                          keep_work=keep_work)
     _check_render(opts)
     _check_engine(weights, backend, precision, cfg.dream.seed)
+    _check_targets(cfg.dream)
     dreamer = _dreamer(weights, backend, precision, cfg.dream.seed)
     with _progress(quiet) as bar:
         task = bar.add_task("rendering", total=None, rate="")

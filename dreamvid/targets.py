@@ -78,15 +78,28 @@ def check_class(value: Any) -> bool:
     return True
 
 
+def find_guide(value: str) -> Path:
+    """The guide image ``value`` names: a path (``~`` expanded), or else, for a relative path, one among the
+    built-in presets' guides (``presets/guides/``, shipped inside the wheel), so ``guide = "guides/tabby.jpg"``
+    works in any folder. Missing, empty or a folder: :class:`InputError`."""
+    path = Path(value).expanduser()
+    if not path.exists() and not path.is_absolute():
+        from .presets import builtin_dir
+
+        shipped = builtin_dir() / path
+        if shipped.exists():
+            path = shipped
+    if not path.exists():
+        raise InputError(f"guide image {value} does not exist; check the path")
+    if path.is_dir() or path.stat().st_size == 0:
+        raise InputError(f"guide image {value} is a folder or empty; give an image file")
+    return path
+
+
 def check_guide(value: Any) -> bool:
     """``dream.guide``: '' (none), or an existing, non-empty file (decoded later, before any framework import)."""
     if not isinstance(value, str):
         raise ConfigError(f"dream.guide must be a path to an image file, got {value!r}")
-    if value == "":
-        return True
-    path = Path(value).expanduser()
-    if not path.exists():
-        raise InputError(f"guide image {path} does not exist; check the path")
-    if path.is_dir() or path.stat().st_size == 0:
-        raise InputError(f"guide image {path} is a folder or empty; give an image file")
+    if value:
+        find_guide(value)
     return True

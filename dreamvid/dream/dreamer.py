@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -201,12 +200,14 @@ class Dreamer:
         """Each layer's features of the guide image (a path, or uint8 RGB), fitted to ``GUIDE_SIDE`` px: computed
         once per guide (path, size and modification time) and layers, then kept."""
         from ..images import fit, read_image
+        from ..targets import find_guide
 
         if isinstance(guide, np.ndarray):
             key = ("array", guide.shape, hash(guide.tobytes()), tuple(layers))
         else:
-            st = Path(guide).stat()
-            key = (str(Path(guide).resolve()), st.st_size, st.st_mtime_ns, tuple(layers))
+            guide = find_guide(str(guide))
+            st = guide.stat()
+            key = (str(guide.resolve()), st.st_size, st.st_mtime_ns, tuple(layers))
         if key not in self._guides:
             img = guide if isinstance(guide, np.ndarray) else read_image(guide)
             names = tuple(dict.fromkeys(layers))

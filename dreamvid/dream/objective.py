@@ -42,7 +42,7 @@ from ..config import DreamParams, LayerSpec, parse_layers
 
 #: match terms' targets are scaled to a mean norm of GAUGE/sqrt(C): measured on photos so that a guide or class
 #: term of weight w moves the image about as much as a layer term of weight w (see docs/creative.md)
-GAUGE = {"guide": 1.0, "class": 1.0}
+GAUGE = {"guide": 0.6, "class": 6.0}
 CLASS_LAYER = "mixed10"  # the ImageNet top sits on mixed10's global average pool
 
 

@@ -1,0 +1,332 @@
+"""Directing the dream: guide and class terms composed with layer terms, and the creativity lever.
+
+Pure parts (the lever, class names, term composition, top files) run anywhere; the dreams use the trained weights
+file (tiny images, one octave, a few steps) and, for classes, a seeded random ImageNet top: the real top is never
+used or downloaded by a test.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from dreamvid import creativity, model, presets, targets
+from dreamvid.config import DreamParams, parse_layers, resolve
+from dreamvid.dream import Objective
+from dreamvid.dream.objective import GAUGE, Match
+from dreamvid.errors import ConfigError, InputError, WeightsError
+from tests.conftest import REPO, load_example, write_rgb
+
+TABBY = 281
+
+
+# ---- the lever -------------------------------------------------------------------------------------------------
+
+def test_lever_ends_and_middle_are_the_documented_table():
+    assert creativity.lever(0) == {"layers": "mixed3:1", "step_size": 0.006, "steps": 6, "octaves": 2}
+    assert creativity.lever(0.5) == {"layers": "mixed4:0.75,mixed5:0.25", "step_size": 0.013, "steps": 10,
+                                     "octaves": 4}
+    assert creativity.lever(1) == {"layers": "mixed5:0.5,mixed6:0.5", "step_size": 0.02, "steps": 14, "octaves": 5}
+
+
+def test_lever_rises_in_every_key():
+    levels = [creativity.lever(c) for c in np.linspace(0, 1, 21)]
+    for key in ("step_size", "steps", "octaves"):
+        values = [lv[key] for lv in levels]
+        assert values == sorted(values) and values[0] < values[-1], key
+
+    def depth(text):  # the weighted mean mixedN of the layers
+        specs = parse_layers(text)
+        return sum(int(s.name[5:]) * s.weight for s in specs) / sum(s.weight for s in specs)
+
+    depths = [depth(lv["layers"]) for lv in levels]
+    assert depths == sorted(depths) and depths[0] == 3 and depths[-1] == 5.5
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, "high", True, float("nan")])
+def test_creativity_out_of_range_is_a_clear_error(bad):
+    with pytest.raises(ConfigError, match="creativity must be a number from 0"):
+        resolve({"dream": {"creativity": bad}})
+
+
+def test_creativity_precedence_later_places_win_earlier_lose():
+    preset = presets.load("lysergic")  # sets layers, steps 10, step_size 0.02, octaves 4
+    flag = resolve(preset, {"dream": {"creativity": 0.0}}).dream  # the flag's lever beats the preset's keys
+    assert (flag.steps, flag.step_size, flag.octaves, flag.layer_names) == (6, 0.006, 2, ("mixed3",))
+    both = resolve(preset, {"dream": {"creativity": 0.0, "steps": 3}}).dream  # a key beside the lever wins
+    assert (both.steps, both.step_size) == (3, 0.006)
+    in_preset = {**preset, "dream": {**preset["dream"], "creativity": 1.0}}  # the preset's own keys win
+    own = resolve(in_preset).dream
+    assert own.layers == resolve(preset).dream.layers and own.steps == 10 and own.creativity == 1.0
+    later = resolve(in_preset, {"dream": {"steps": 4}}).dream
+    assert later.steps == 4
+    assert resolve(preset).dream.creativity is None
+
+
+def test_config_with_creativity_round_trips_through_json():
+    cfg = resolve(presets.load("lysergic"), {"dream": {"creativity": 0.7, "octaves": 3}})
+    again = resolve(json.loads(json.dumps(cfg.to_dict())))
+    assert again.dream == cfg.dream
+    plain = resolve(presets.load("lysergic"))
+    assert resolve(json.loads(json.dumps(plain.to_dict()))).dream == plain.dream
+
+
+# ---- classes and guides as config -----------------------------------------------------------------------------
+
+def test_class_names_ship_with_dreamvid():
+    names = targets.class_names()
+    assert len(names) == 1000 and len({n.lower() for n in names}) == 1000
+    assert names[TABBY] == "tabby cat" and names[0] == "tench" and names[999] == "toilet paper"
+
+
+@pytest.mark.parametrize("value", ["tabby cat", "Tabby  Cat", 281, "281", 281.0])
+def test_class_by_name_or_index(value):
+    assert targets.class_index(value) == TABBY
+
+
+@pytest.mark.parametrize("value, match", [
+    ("cat", r"unknown ImageNet class 'cat' \(did you mean 'tabby cat', 'tiger cat'"),
+    ("tabby_cat", r"did you mean 'tabby cat'"),
+    (1000, "out of range"),
+    (-1, "out of range"),
+    (True, "class name or index"),
+])
+def test_unknown_class_suggests(value, match):
+    with pytest.raises(ConfigError, match=match):
+        resolve({"dream": {"dream_class": value}})
+
+
+def test_missing_guide_is_an_input_error(tmp_path):
+    with pytest.raises(InputError, match="guide image .*nope.png does not exist"):
+        resolve({"dream": {"guide": str(tmp_path / "nope.png")}})
+    with pytest.raises(ConfigError, match="guide_weight must be a number from 0 to 1"):
+        resolve({"dream": {"guide_weight": 1.5}})
+
+
+def test_builtin_presets_direct_the_dream():
+    guided = resolve(presets.load("guided")).dream
+    assert guided.guide and 0 < guided.guide_weight <= 1
+    shipped = targets.find_guide(guided.guide)  # found among the built-in presets' guides, from any folder
+    assert shipped.is_file() and shipped.parent == presets.builtin_dir() / "guides"
+    assert targets.class_index(resolve(presets.load("cats")).dream.dream_class) == TABBY
+    assert resolve(presets.load("strange")).dream.creativity == 1.0
+
+
+# ---- composing terms -------------------------------------------------------------------------------------------
+
+def test_guide_and_class_terms_compose_like_lucid():
+    rng = np.random.default_rng(0)
+    feats = rng.random((6, 8, 768)).astype(np.float32)
+    layers = Objective.parse("mixed3:1,mixed5:1.5")
+    obj = 0.7 * layers + 0.3 * Objective.guide("mixed5", feats)
+    np.testing.assert_allclose(obj.weights, [0.7, 1.05, 0.3], rtol=1e-6)
+    assert obj.outputs == ("mixed3", "mixed5", "mixed5")
+    assert obj.targets[0].shape == (48, 768)
+    # the target keeps the guide's directions and relative sizes, scaled to a mean norm of GAUGE/sqrt(C)
+    norms = np.linalg.norm(obj.targets[0], axis=1)
+    assert norms.mean() == pytest.approx(GAUGE["guide"] / np.sqrt(768), rel=1e-5)
+    np.testing.assert_allclose(norms / norms.mean(), np.linalg.norm(feats.reshape(-1, 768), axis=1)
+                               / np.linalg.norm(feats.reshape(-1, 768), axis=1).mean(), rtol=1e-5)
+    # the compiled step depends on the structure only: not on weights or targets
+    other = 0.2 * layers + 5 * Objective.guide("mixed5", rng.random((3, 3, 768)))
+    assert other.structure == obj.structure
+    assert (obj + Objective.direction("mixed10", rng.standard_normal(2048))).structure != obj.structure
+
+
+def test_from_params_mixes_shares():
+    rng = np.random.default_rng(1)
+    guide = {"mixed3": rng.random((4, 4, 768)), "mixed5": rng.random((4, 4, 768))}
+    p = DreamParams(layers=parse_layers("mixed3:1,mixed5:3"), guide="x", guide_weight=0.25, class_weight=0.4)
+    obj = Objective.from_params(p, guide=guide, class_vector=rng.standard_normal(2048))
+    # (1 - 0.4) * [(1 - 0.25) * layers + 0.25 * guide(same layers, same relative weights)] + 0.4 * class
+    np.testing.assert_allclose(obj.weights, [0.6 * 0.75 * 1, 0.6 * 0.75 * 3, 0.6 * 0.25 * 0.25, 0.6 * 0.25 * 0.75,
+                                             0.4], rtol=1e-6)
+    assert [m.kind for m in obj.matches] == ["guide", "guide", "class"]
+    assert obj.outputs == ("mixed3", "mixed5", "mixed3", "mixed5", "mixed10")
+    assert Objective.from_params(p).weights.tolist() == [1.0, 3.0]  # no targets given: the layers alone
+
+
+def test_a_guide_of_zeros_is_refused():
+    with pytest.raises(ValueError, match="no direction"):
+        Objective.guide("mixed3", np.zeros((2, 2, 768)))
+    assert isinstance(Objective.direction("mixed10", np.ones(2048)).matches[0], Match)
+
+
+# ---- the ImageNet top ------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def random_top(tmp_path) -> str:
+    """A seeded random ImageNet top (never the real one): kernel (2048, 1000), bias (1000,)."""
+    rng = np.random.default_rng(1234)
+    path = tmp_path / "random_top.npz"
+    np.savez(path, kernel=(rng.standard_normal((2048, 1000)) * 0.03).astype(np.float32),
+             bias=np.zeros(1000, np.float32))
+    return str(path)
+
+
+def test_top_from_npz_and_keras_h5(tmp_path, random_top, clean_env, monkeypatch):
+    import h5py
+
+    kernel, bias = model.top_weights(model.resolve_top(random_top))
+    assert kernel.shape == (2048, 1000) and bias.shape == (1000,)
+    legacy = tmp_path / "full.h5"  # Keras' legacy full-model layout: the 'predictions' layer
+    with h5py.File(legacy, "w") as f:
+        f.attrs["layer_names"] = [b"conv2d", b"predictions"]
+        g = f.create_group("predictions")
+        g.attrs["weight_names"] = [b"predictions/kernel:0", b"predictions/bias:0"]
+        g.create_dataset("predictions/kernel:0", data=kernel)
+        g.create_dataset("predictions/bias:0", data=bias + 1)
+    k2, b2 = model.top_weights(legacy)
+    np.testing.assert_array_equal(k2, kernel) and np.testing.assert_array_equal(b2, bias + 1)
+    monkeypatch.setenv(model.TOP_ENV_VAR, str(legacy))
+    assert model.resolve_top() == legacy
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, kernel=np.zeros((10, 10)), bias=np.zeros(10))
+    with pytest.raises(WeightsError, match="has shapes"):
+        model.top_weights(bad)
+
+
+def test_top_that_cannot_be_had_is_one_weights_error(clean_env, monkeypatch, tmp_path):
+    assert model.resolve_top() is None  # nothing cached in the clean home
+    monkeypatch.setattr(model, "TOP_URL", (tmp_path / "nowhere.h5").as_uri())  # no network needed to fail
+    with pytest.raises(WeightsError, match="class dreaming needs InceptionV3's ImageNet top"):
+        model.ensure_top()
+    assert not list((clean_env / ".keras").rglob("*.h5"))  # nothing half-written
+    monkeypatch.setenv(model.TOP_ENV_VAR, str(tmp_path / "missing.npz"))
+    with pytest.raises(WeightsError, match="do not exist"):
+        model.resolve_top()
+
+
+# ---- dreaming toward a guide, a class, and by the lever (trained weights) --------------------------------------
+
+FAST = DreamParams(layers=parse_layers("mixed4:1"), octaves=1, steps=4, step_size=0.02, jitter=4, tile_size=512,
+                   tile_overlap=32, seed=0)
+
+
+@pytest.fixture(scope="module")
+def guide_file(tmp_path_factory):
+    return str(write_rgb(tmp_path_factory.mktemp("guide") / "coffee.png", load_example("coffee.png", 96)))
+
+
+def _mean_feature_cosine(dreamer, image, guide, layer="mixed4") -> float:
+    (a,) = dreamer.features(image, (layer,))
+    g = dreamer.guide_features(guide, (layer,))[layer]
+    u, v = a.reshape(-1, a.shape[-1]).mean(0), g.reshape(-1, g.shape[-1]).mean(0)
+    return float(u @ v / (np.linalg.norm(u) * np.linalg.norm(v)))
+
+
+def test_match_term_loss_is_the_best_match_dot_product(dreamer, natural_image, guide_file):
+    """The backend's match term is mean_p max_k <a_p, t_k>, checked against numpy on the real activations."""
+    obj = Objective.parse("mixed4:0.5") + Objective.guide("mixed4", dreamer.guide_features(guide_file, ("mixed4",))["mixed4"])
+    x = (natural_image.astype(np.float32) / 127.5 - 1.0)[None]
+    grads, losses = obj.bind(dreamer.step_fn(obj))(x, obj.weights)
+    (a,) = dreamer.features(natural_image, ("mixed4",))
+    a = a.reshape(-1, a.shape[-1])
+    want = 0.5 * a.mean() + float(np.mean(np.max(a @ obj.targets[0].T, axis=1)))
+    assert losses[0] == pytest.approx(want, rel=1e-4)
+    assert grads.shape == x.shape and np.abs(grads).mean() > 0
+
+
+def test_a_new_guide_needs_no_recompile(dreamer, natural_image, guide_file):
+    """Targets are call arguments: another guide (another number of features) reuses the traced step."""
+    rng = np.random.default_rng(0)
+    first = Objective.parse("mixed4:1") + Objective.guide("mixed4", rng.random((5, 768)))
+    step = dreamer.step_fn(first)
+    x = (natural_image.astype(np.float32) / 127.5 - 1.0)[None]
+    first.bind(step)(x, first.weights)
+    traces = step.trace_count() if hasattr(step, "trace_count") else None
+    second = 0.3 * Objective.parse("mixed4:1") + 2 * Objective.guide("mixed4", rng.random((9, 768)))
+    assert dreamer.step_fn(second) is step
+    second.bind(step)(x, second.weights)
+    if traces is not None:
+        assert step.trace_count() == traces
+
+
+def test_guided_dream_moves_features_toward_the_guide(dreamer, natural_image, guide_file):
+    before = _mean_feature_cosine(dreamer, natural_image, guide_file)
+    plain = dreamer.dream(natural_image, FAST)
+    guided = dreamer.dream(natural_image, FAST.replace(guide=guide_file, guide_weight=1.0))
+    gain_plain = _mean_feature_cosine(dreamer, plain, guide_file) - before
+    gain_guided = _mean_feature_cosine(dreamer, guided, guide_file) - before
+    assert gain_guided > 0.01 and gain_guided > gain_plain + 0.02, (gain_plain, gain_guided)
+    half = dreamer.dream(natural_image, FAST.replace(guide=guide_file, guide_weight=0.5))
+    gain_half = _mean_feature_cosine(dreamer, half, guide_file) - before
+    assert gain_plain < gain_half < gain_guided, (gain_plain, gain_half, gain_guided)
+
+
+def test_class_dream_raises_that_class_logit_more_than_the_others(dreamer, natural_image, random_top, monkeypatch):
+    monkeypatch.setattr(dreamer, "top_weights", random_top)
+    before = dreamer.logits(natural_image)
+    params = FAST.replace(steps=5, dream_class="tabby cat", class_weight=1.0)
+    delta = dreamer.logits(dreamer.dream(natural_image, params)) - before
+    others = np.delete(delta, TABBY)
+    assert delta[TABBY] > 0 and delta[TABBY] > others.mean() + 3 * others.std() / np.sqrt(len(others)), \
+        (delta[TABBY], others.mean())
+    assert (others < delta[TABBY]).mean() > 0.8, (others < delta[TABBY]).mean()
+    plain = dreamer.logits(dreamer.dream(natural_image, FAST.replace(steps=5))) - before
+    assert delta[TABBY] > plain[TABBY]
+
+
+def test_creativity_is_monotone_in_dream_strength(dreamer):
+    image = load_example("chelsea.png", 96)
+    strength = []
+    for c in (0.0, 0.5, 1.0):
+        params = resolve({"dream": {"creativity": c, "jitter": 8}}).dream
+        out = dreamer.dream(image, params)
+        strength.append(float(np.abs(out.astype(np.int16) - image).mean()))
+    assert strength[0] < strength[1] < strength[2], strength
+    assert strength[2] > 1.5 * strength[0], strength
+
+
+# ---- the command line ----------------------------------------------------------------------------------------
+
+def test_cli_guided_dream_with_the_lever_records_both(tmp_path, image_file, guide_file, clean_env):
+    from typer.testing import CliRunner
+
+    from dreamvid.cli import app
+
+    out = tmp_path / "out.png"
+    result = CliRunner().invoke(app, ["dream", str(image_file("in.png", size=(96, 64))), "-o", str(out),
+                                      "--weights", "random", "-p", "thumbnail", "--creativity", "0.2",
+                                      "--steps", "1", "--octaves", "1", "--guide", guide_file, "--guide-weight",
+                                      "0.6", "-q"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(out.with_name(out.name + ".dreamvid.json").read_text())["config"]["dream"]
+    assert record["creativity"] == 0.2 and record["guide"] == guide_file and record["guide_weight"] == 0.6
+    assert record["steps"] == 1 and record["layers"] == creativity.lever(0.2)["layers"]
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--creativity", "1.5"], "creativity must be a number from 0"),
+    (["--dream-class", "kitty cat"], "unknown ImageNet class 'kitty cat'"),
+    (["--dream-class", "1000"], "out of range"),
+    (["--guide", "missing.png"], "guide image missing.png does not exist"),
+    (["--guide", "notanimage.png"], "guide image: .*not a readable image"),
+    (["--guide-weight", "-1"], "guide_weight must be"),
+])
+def test_cli_bad_direction_fails_fast(tmp_path, image_file, args, match):
+    from tests.test_cli import assert_fails_fast, run_process
+
+    (tmp_path / "notanimage.png").write_text("not an image\n")
+    src = image_file("in.png", size=(96, 64))
+    assert_fails_fast(*run_process("dream", src, "-o", tmp_path / "out.png", "--weights", "random", *args,
+                                   cwd=tmp_path), match=match)
+
+
+def test_cli_class_without_a_top_fails_fast(tmp_path, image_file, clean_env, monkeypatch):
+    """No top cached, no download possible: one WeightsError line, before any framework import."""
+    from tests.test_cli import assert_fails_fast, run_process
+
+    monkeypatch.setenv(model.TOP_ENV_VAR, str(tmp_path / "absent_top.h5"))
+    src = image_file("in.png", size=(96, 64))
+    line = assert_fails_fast(*run_process("dream", src, "-o", tmp_path / "out.png", "--weights", "random",
+                                          "--dream-class", "tabby cat", cwd=tmp_path), match="ImageNet top")
+    assert "absent_top.h5" in line
+
+
+def test_presets_docs_name_every_new_key():
+    text = (REPO / "docs" / "presets.md").read_text()
+    for key in ("creativity", "guide", "guide_weight", "dream_class", "class_weight"):
+        assert f"| `{key}` |" in text, key
