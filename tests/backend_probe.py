@@ -42,6 +42,15 @@ def main(backend: str, weights: str, out: str) -> None:
         step = mod.make_step(feats, channels=obj.channels, precision=precision)
         g, losses = step(tiles, obj.weights)
         result[f"grads_{precision}"], result[f"losses_{precision}"] = g, losses
+        if precision == "fp32":  # guide and class (match) terms: targets passed per call; and the forward pass
+            rng = np.random.default_rng(3)
+            directed = (obj + Objective.guide("mixed4", rng.random((7, 768), np.float32))
+                        + Objective.direction("mixed5", rng.standard_normal(768).astype(np.float32)))
+            feats_m = model.feature_model(src, directed.outputs, precision)
+            step_m = mod.make_step(feats_m, channels=directed.channels, matches=len(directed.matches),
+                                   precision=precision)
+            result["grads_match"], result["losses_match"] = step_m(tiles, directed.weights, directed.targets)
+            result["forward_mixed4"] = mod.make_forward(feats_m, precision=precision)(tiles)[3]
         if precision != "fp32":  # each dream compiles a few programs: fp32 is enough to compare the loops
             continue
         d = Dreamer(weights=weights, backend=backend, precision=precision)

@@ -65,6 +65,18 @@ def test_gradients_agree_fp32(probes):
         np.testing.assert_allclose(got["losses_fp32"], ref["losses_fp32"], rtol=1e-4, err_msg=name)
 
 
+def test_guide_and_class_terms_agree(probes):
+    """Match terms (a guide's features, a class's direction) passed per call give the same gradients everywhere,
+    and so does the forward pass that computes a guide's features."""
+    ref = probes["tensorflow"]
+    for name in _others(probes):
+        got = probes[name]
+        assert _rel(ref["grads_match"], got["grads_match"]) < 1e-3, name
+        np.testing.assert_allclose(got["losses_match"], ref["losses_match"], rtol=1e-4, err_msg=name)
+        assert _rel(ref["forward_mixed4"], got["forward_mixed4"]) < 1e-4, name
+    assert not np.allclose(ref["grads_match"], ref["grads_fp32"])  # the match terms changed the gradient
+
+
 def test_bf16_gradients_close_to_fp32(probes):
     """bf16 is lossy but points the same way: every backend's bf16 gradient correlates with fp32's."""
     ref = probes["tensorflow"]["grads_fp32"].ravel()
