@@ -367,6 +367,7 @@ def schedule(
     cfg = _config(preset, config)
     sched, feats = for_song(cfg, song, fps=fps, react=react)
     scheduled = tuple(k for k, _ in cfg.schedules)
+    scheduled += ("dream.layers",) if any(spec.schedule is not None for spec in cfg.dream.layers) else ()
     plot_schedule(sched, feats, output, scheduled=scheduled, overwrite=overwrite,
                   title=f"{cfg.preset} over {song.name}: {feats.duration:.1f} s, {feats.tempo:.0f} BPM")
     say(out, f"{output}  ({len(sched)} frames; scheduled: {', '.join(scheduled) or 'none'})")

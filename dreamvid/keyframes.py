@@ -5,7 +5,8 @@ of a number. Two forms (docs/presets.md has the full grammar):
 
 Keyframes (the text holds a ``:``)
     ``"0:0.01, 8b:0.03, 16b:0.01"``: comma-separated ``TIME:VALUE`` pairs. ``TIME`` is seconds (``12`` or
-    ``12s``), beats (``8b``: the 9th tracked beat, beat 0 being the first) or frames (``30f``). Between two
+    ``12s``), beats (``8b``: the 9th tracked beat, beat 0 being the first), frames (``30f``) or a share of the
+    whole film (``50%``: half-way; ``100%``: the last frame). Between two
     keyframes the value moves linearly; a ``~`` before a value (``8b:~0.03``) eases into that keyframe
     instead (smoothstep: no kink, no overshoot), and a ``~`` before the whole list eases every segment.
     Before the first keyframe the value holds the first value, after the last the last. Two keyframes at
@@ -34,8 +35,9 @@ __all__ = ["CONSTANTS", "FEATURES", "FUNCTIONS", "VARIABLES", "Curve", "Timeline
 
 #: Audio features an expression may name (each 0..1 per frame; 0 on every frame without a song).
 FEATURES = ("rms", "energy", "onset", "low", "mid", "high")
-#: Every variable: seconds, beats (continuous: 2.5 is half-way from beat 2 to beat 3), frame index, frame rate.
-VARIABLES = ("t", "beat", "frame", "fps", *FEATURES)
+#: Every variable: seconds, beats (continuous: 2.5 is half-way from beat 2 to beat 3), frame index, frame rate,
+#: the share of the film done (0 on the first frame, 1 on the last) and the film's length in seconds.
+VARIABLES = ("t", "beat", "frame", "fps", "progress", "length", *FEATURES)
 CONSTANTS = {"pi": math.pi, "tau": 2 * math.pi, "e": math.e}
 
 
@@ -317,13 +319,13 @@ def _eval(node, env: Mapping[str, np.ndarray]):
     return FUNCTIONS[node[1]][1](*args)
 
 
-_TIME = re.compile(r"^\s*(?P<v>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(?P<unit>[sbf]?)\s*$")
+_TIME = re.compile(r"^\s*(?P<v>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(?P<unit>[sbf%]?)\s*$")
 
 
 @dataclass(frozen=True)
 class _Key:
     at: float
-    unit: str  # "s", "b" or "f"
+    unit: str  # "s", "b", "f" or "%"
     value: float
     smooth: bool
 
@@ -361,6 +363,7 @@ class Curve:
             return self._keys[0].value
         env = dict.fromkeys(VARIABLES, np.zeros(1))
         env["fps"] = np.full(1, 25.0)
+        env["length"] = np.full(1, 60.0)
         with np.errstate(all="ignore"):
             v = float(np.broadcast_to(_eval(self._tree, env), (1,))[0])
         return v if math.isfinite(v) else 0.0
@@ -377,7 +380,8 @@ class Curve:
         n = timeline.n
         if self.kind == "keyframes":
             return self._interpolate(timeline)
-        env: dict[str, np.ndarray] = {"frame": timeline.frame, "t": timeline.t, "fps": np.full(n, timeline.fps)}
+        env: dict[str, np.ndarray] = {"frame": timeline.frame, "t": timeline.t, "fps": np.full(n, timeline.fps),
+                                      "progress": timeline.frame / max(n - 1, 1), "length": np.full(n, n / timeline.fps)}
         for name in FEATURES:
             env[name] = timeline.features.get(name, np.zeros(n))
         if "beat" in self.names:
@@ -399,6 +403,8 @@ class Curve:
                 pos[i] = float(timeline.frame_of_beat(np.array([k.at]), key=self.key)[0])
             elif k.unit == "f":
                 pos[i] = k.at
+            elif k.unit == "%":
+                pos[i] = k.at / 100.0 * max(timeline.n - 1, 1)
             else:
                 pos[i] = k.at * timeline.fps
         if np.any(np.diff(pos) < -1e-9):
@@ -470,7 +476,7 @@ def _parse_keyframes(text: str, key: str) -> Curve:
         if not m:
             lead = len(t_text) - len(t_text.lstrip())
             raise _Error(start + lead, f"cannot read the time {t_text.strip()!r}: write seconds (12 or 12s), beats "
-                                       "(8b) or frames (30f)")
+                                       "(8b), frames (30f) or a share of the film (50%)")
         at = float(m["v"])
         if at < 0:
             raise _Error(start, f"keyframe time {t_text.strip()!r} is negative")

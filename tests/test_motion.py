@@ -1,0 +1,74 @@
+"""Camera motion: the affine moves of video.flow match known transforms, and render moves footage along them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dreamvid.config import resolve
+from dreamvid.pipeline import _mover
+from dreamvid.schedule import build_schedule
+from dreamvid.video import compose, motion_flow, motion_matrix, warp, warp_motion
+
+
+def _pattern(h=40, w=40, seed=0) -> np.ndarray:
+    """A random test pattern with a bright square off-centre, uint8 RGB."""
+    img = (np.random.default_rng(seed).random((h, w, 3)) * 200).astype(np.uint8)
+    img[8:14, 22:30] = 255
+    return img
+
+
+def test_a_translate_of_3_px_moves_the_pattern_3_px():
+    img = _pattern()
+    right = warp_motion(img, motion_matrix((40, 40), translate=(3, 0)))
+    assert np.array_equal(right[:, 3:], img[:, :-3])
+    down = warp_motion(img, motion_matrix((40, 40), translate=(0, -2)))  # negative: up
+    assert np.array_equal(down[:-2], img[2:])
+
+
+def test_rotate_90_is_rot90_on_a_square():
+    img = _pattern()
+    out = warp_motion(img, motion_matrix((40, 40), rotate=90))
+    assert np.abs(out.astype(int) - np.rot90(img).astype(int)).max() <= 1
+    half = motion_matrix((40, 40), rotate=45)
+    assert np.abs(warp_motion(img, compose(half, half)).astype(int) - np.rot90(img).astype(int)).max() <= 1
+
+
+def test_zoom_2_about_the_centre_magnifies_the_middle():
+    img = np.zeros((41, 41), np.float32)
+    img[20, 20] = 1.0  # the centre pixel of an odd grid stays put
+    img[20, 25] = 1.0  # 5 px right of it goes to 10 px right
+    out = warp_motion(img[..., None], motion_matrix((41, 41), zoom=2.0))[..., 0]
+    assert out[20, 20] == pytest.approx(1.0) and out[20, 30] == pytest.approx(1.0)
+    assert out[20, 25] == pytest.approx(0.0)
+
+
+def test_the_move_as_a_flow_field_warps_the_same_as_the_affine_warp():
+    img = _pattern().astype(np.float32)
+    m = motion_matrix((40, 40), zoom=1.1, rotate=12, translate=(2.5, -1))
+    a = warp_motion(img, m)
+    b = warp(img, motion_flow(m, (40, 40)))
+    assert np.abs(a - b)[5:-5, 5:-5].max() < 0.01
+
+
+def test_the_identity_is_free():
+    img = _pattern()
+    assert warp_motion(img, motion_matrix((40, 40))) is img
+    assert np.allclose(motion_flow(np.eye(3), (40, 40)), 0)
+
+
+def test_render_motion_accumulates_over_frames_and_the_pulse_stays_as_it_was():
+    cfg = resolve({"motion": {"rotate": "90*(frame > 0)"}})  # an expression beyond +-45 is clipped to the range
+    s = build_schedule(None, {}, base=cfg.dream, blend=0.5, n_frames=4, config=cfg, fps=10)
+    assert np.array_equal(s.motion[:, 1], [0, 45, 45, 45])
+    cfg = resolve({"motion": {"rotate": 45.0}})
+    s = build_schedule(None, {}, base=cfg.dream, blend=0.5, n_frames=7, config=cfg, fps=10)
+    move = _mover(s, (40, 40))
+    img = _pattern()
+    assert move(0, img) is img  # the first frame is where the camera starts
+    assert np.abs(move(4, img).astype(int) - np.rot90(img, 2).astype(int)).max() <= 1  # 4 frames: 180 degrees
+    assert np.abs(move(6, img).astype(int) - np.rot90(img, 3).astype(int)).max() <= 1
+    # without [motion], a music zoom pulse is applied as before: the frame's own zoom, not accumulated
+    still = build_schedule(None, {}, base=cfg.dream, blend=0.5, n_frames=4, fps=10)
+    assert not still.moving
+    assert _mover(still, (40, 40))(3, img) is img
