@@ -264,6 +264,8 @@ def test_every_preset_file_in_the_folder_resolves(clean_env):
             assert d["dream"][key] == want, f"{name}: dream.{key}"
         for key, value in table.get("video", {}).items():
             assert d["video"][key] == value, f"{name}: video.{key}"
+        for key, value in table.get("motion", {}).items():
+            assert d["motion"][key] == value, f"{name}: motion.{key}"
         if table.get("audio"):
             assert cfg.audio and set(table["audio"]) <= set(cfg.audio), f"{name}: [audio] was dropped"
 
