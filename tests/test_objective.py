@@ -18,6 +18,7 @@ from dreamvid.dream import Objective
 from dreamvid.dream.objective import GAUGE, Match
 from dreamvid.errors import ConfigError, InputError, WeightsError
 from tests.conftest import REPO, load_example, write_rgb
+from tests.render_fixtures import media, rdreamer  # noqa: F401  (fixtures)
 
 TABBY = 281
 
@@ -149,7 +150,7 @@ def test_from_params_mixes_shares():
 
 
 def test_a_guide_of_zeros_is_refused():
-    with pytest.raises(ValueError, match="no direction"):
+    with pytest.raises(InputError, match="gives no features to match"):
         Objective.guide("mixed3", np.zeros((2, 2, 768)))
     assert isinstance(Objective.direction("mixed10", np.ones(2048)).matches[0], Match)
 
@@ -330,3 +331,48 @@ def test_presets_docs_name_every_new_key():
     text = (REPO / "docs" / "presets.md").read_text()
     for key in ("creativity", "guide", "guide_weight", "dream_class", "class_weight"):
         assert f"| `{key}` |" in text, key
+
+
+# ---- renders, and the other backends --------------------------------------------------------------------------
+
+def test_render_with_guide_and_class(tmp_path, media, rdreamer, guide_file, random_top, monkeypatch):
+    """A render dreams every frame toward the guide and the class (random weights, random top: the path, not the
+    look), records them in its report, and differs from the same render without them."""
+    from tests.render_fixtures import decode_all, read_report, render_to, tiny_config
+
+    monkeypatch.setattr(rdreamer, "top_weights", random_top)
+    directed = tiny_config(dream={"guide": guide_file, "guide_weight": 0.7, "dream_class": "tabby cat",
+                                  "class_weight": 0.5, "creativity": 0.0, "octaves": 1, "steps": 1})
+    plain = tiny_config(dream={"creativity": 0.0, "octaves": 1, "steps": 1})
+    a = render_to(tmp_path / "directed.mp4", media["clip"], directed, rdreamer, duration=0.25)
+    b = render_to(tmp_path / "plain.mp4", media["clip"], plain, rdreamer, duration=0.25)
+    assert a["frames"] == b["frames"] > 0
+    dream = read_report(tmp_path / "directed.mp4")["config"]["dream"]
+    assert dream["guide"] == guide_file and dream["dream_class"] == "tabby cat" and dream["creativity"] == 0.0
+    diff = np.mean([np.abs(x.astype(int) - y).mean() for x, y in zip(decode_all(tmp_path / "directed.mp4"),
+                                                                    decode_all(tmp_path / "plain.mp4"))])
+    assert diff > 0.2, diff
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_cli_directed_dream_with_backend(backend, weights_path, guide_file, random_top, tmp_path):
+    """Guide, class and lever end to end on another backend, in its own process (Keras fixes its backend)."""
+    import importlib.util
+    import os
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec(backend) is None:
+        pytest.skip(f"{backend} is not installed")
+    out = tmp_path / "out.png"
+    env = {k: v for k, v in os.environ.items() if k not in ("KERAS_BACKEND", "DREAMVID_BACKEND")}
+    env[model.TOP_ENV_VAR] = random_top
+    proc = subprocess.run(
+        [sys.executable, "-m", "dreamvid", "dream", str(REPO / "examples" / "chelsea.png"), "-o", str(out),
+         "--backend", backend, "--weights", str(weights_path), "--creativity", "0", "--steps", "2", "--octaves",
+         "1", "--max-side", "96", "--guide", guide_file, "--guide-weight", "0.5", "--dream-class", "281", "--quiet"],
+        env=env, capture_output=True, text=True, timeout=600, cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    record = json.loads(out.with_name(out.name + ".dreamvid.json").read_text())
+    assert record["backend"] == backend and record["config"]["dream"]["dream_class"] == "281"

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..config import DreamParams, LayerSpec, parse_layers
+from ..errors import InputError
 
 #: match terms' targets are scaled to a mean norm of GAUGE/sqrt(C): measured on photos so that a guide or class
 #: term of weight w moves the image about as much as a layer term of weight w (see docs/creative.md)
@@ -75,7 +76,8 @@ def _scale_target(target: np.ndarray, gauge: float) -> np.ndarray:
         raise ValueError(f"a match target is (K, C) or (C,), got shape {t.shape}")
     mean_norm = float(np.mean(np.linalg.norm(t, axis=1)))
     if not mean_norm > 0:
-        raise ValueError("a match target of zeros has no direction (a guide that gave no features?)")
+        raise InputError("the guide (or class) gives no features to match at that layer: a blank guide image? "
+                         "give an image with some structure, or another layer")
     t = np.ascontiguousarray(t * np.float32(gauge / (mean_norm * np.sqrt(t.shape[1]))))
     t.setflags(write=False)
     return t
