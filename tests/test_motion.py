@@ -72,3 +72,31 @@ def test_render_motion_accumulates_over_frames_and_the_pulse_stays_as_it_was():
     still = build_schedule(None, {}, base=cfg.dream, blend=0.5, n_frames=4, fps=10)
     assert not still.moving
     assert _mover(still, (40, 40))(3, img) is img
+
+
+def test_a_render_moves_footage_and_dream_together(tmp_path):
+    """A still shot with a camera that pans 2 px a frame: each output frame is the previous one moved 2 px."""
+    from dreamvid.config import resolve as _resolve
+    from dreamvid.video import FrameWriter, iter_frames
+    from tests.conftest import load_example
+    from tests.render_fixtures import render_to, shared_dreamer
+
+    pytest.importorskip("keras")
+    import cv2
+
+    img = cv2.resize(load_example("chelsea.png"), (64, 48), interpolation=cv2.INTER_AREA)
+    clip = tmp_path / "still.mp4"
+    with FrameWriter(clip, fps=10, size=(64, 48), crf=0, preset="ultrafast", overwrite=True) as w:
+        for _ in range(8):
+            w.write(img)
+    cfg = _resolve({"dream": {"layers": "mixed3:1", "octaves": 1, "steps": 1, "step_size": 0.05},
+                    "video": {"strength": 12.0}, "motion": {"translate_x": 2 / 64}})
+    out = tmp_path / "out.mp4"
+    report = render_to(out, clip, cfg, shared_dreamer(), crf=0)
+    frames = [f.astype(np.float64) for f in iter_frames(out)]
+    assert len(frames) == 8 and report["temporal_stability"] is not None
+    for a, b in zip(frames[1:-1], frames[2:]):
+        moved = np.abs(b[4:-4, 6:-4] - a[4:-4, 4:-6]).mean()  # b is a moved 2 px right
+        still = np.abs(b[4:-4, 6:-4] - a[4:-4, 6:-4]).mean()
+        assert moved < 0.5 * still, (moved, still)
+    assert np.abs(frames[3] - img).mean() > 3  # it is dreamed, not just the footage
