@@ -448,6 +448,36 @@ def weights(
 
 
 @app.command()
+@friendly
+def ui(
+    port: Annotated[int, typer.Option("--port", help="Port to serve the page on.")] = 7860,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on (default: this machine only; 0.0.0.0 opens it to the network, with no login).")] = "127.0.0.1",
+    share: Annotated[bool, typer.Option("--share", help="Also serve it through a public gradio.live link (anyone with the link can use it).")] = False,
+    workdir: Annotated[Path, typer.Option("--workdir", help="The app's working folder: uploads, renders, saved presets, caches. Nothing is written outside it.")] = Path("dreamvid-ui"),
+    max_upload_mb: Annotated[int, typer.Option("--max-upload-mb", help="Largest upload accepted, in MB.")] = 2048,
+    preset: Preset = None, weights: Weights = None, backend: Backend = None, precision: Precision = "fp32",
+):
+    """Tune a dream by eye in the browser: a live preview, sliders, a strip, the song's plot, then render.
+    Needs the ui extra: pip install "dreamvid[ui]"."""
+    from .errors import ConfigError
+    from .ui import check_available, serve
+
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"--port must be from 1 to 65535, got {port}")
+    if max_upload_mb < 1:
+        raise ConfigError(f"--max-upload-mb must be at least 1, got {max_upload_mb}")
+    check_available()
+    _config(preset, None)  # a bad preset is one line now
+    _check_engine(weights, backend, precision, 0)
+    try:
+        serve(host=host, port=port, share=share, workdir=workdir, preset=preset, weights=weights, backend=backend,
+              precision=precision, max_upload_mb=max_upload_mb,
+              on_ready=lambda url: say(err, f"dreamvid ui: {url}  (working folder {workdir}; Ctrl-C to stop)"))
+    except KeyboardInterrupt:
+        say(err, "stopped")
+
+
+@app.command()
 def version():
     """Print the version."""
     say(out, __version__)

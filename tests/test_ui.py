@@ -1,0 +1,503 @@
+"""``dreamvid ui``: the Studio (server-side state, no browser) and the page in a real headless Chromium.
+
+The browser test starts ``python -m dreamvid ui`` in a subprocess with the real weights, drives Debian's
+``chromium`` through ``chromedriver`` (Selenium), uploads the bundled clip and song, moves sliders and times the
+preview, saves a preset that the CLI then loads, and renders, stops, resumes (across a page reload) a tiny render.
+It is skipped, with the reason, where the weights, gradio, selenium, chromium or chromedriver are missing.
+
+``DREAMVID_UI_SCREENSHOT=docs/ui.png`` saves a screenshot of the page; ``DREAMVID_UI_LATENCY=FILE`` writes the
+measured preview latencies as JSON.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dreamvid import presets
+from dreamvid.config import resolve
+from dreamvid.errors import AudioError, ConfigError, InputError, OutputError, VideoError
+
+from .conftest import EXAMPLES, REPO, WEIGHTS_FILE, write_rgb
+
+ui = pytest.importorskip("dreamvid.ui")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# without a browser
+
+
+def test_importing_dreamvid_never_imports_gradio():
+    code = ("import sys, dreamvid, dreamvid.cli, dreamvid.ui, dreamvid.pipeline, dreamvid.stills; "
+            "from dreamvid.cli import app; print('gradio' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_ui_without_gradio_is_one_clear_line(monkeypatch):
+    from typer.testing import CliRunner
+
+    from dreamvid.cli import app
+
+    monkeypatch.setitem(sys.modules, "gradio", None)  # as if it were not installed: find_spec says None
+    res = CliRunner().invoke(app, ["ui", "--port", "7999"])
+    assert res.exit_code == 1
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and 'pip install "dreamvid[ui]"' in lines[0], res.output
+
+
+def test_ui_bad_port_and_preset_are_one_line():
+    from typer.testing import CliRunner
+
+    from dreamvid.cli import app
+
+    res = CliRunner().invoke(app, ["ui", "--port", "70000"])
+    assert res.exit_code == 2 and "--port must be from 1 to 65535" in res.output
+    if importlib.util.find_spec("gradio") is not None:
+        res = CliRunner().invoke(app, ["ui", "--preset", "lysergik"])
+        assert res.exit_code == 2 and "did you mean 'lysergic'" in res.output
+
+
+@pytest.mark.parametrize("name", sorted(presets.available()))
+def test_every_preset_survives_toml(name):
+    """to_toml writes what config.resolve reads back to the same Config ([audio.layers] inline tables too)."""
+    from dreamvid.config import tomllib
+
+    cfg = resolve(presets.load(name), preset=name)
+    table = cfg.to_dict()
+    table.pop("preset")
+    again = resolve(tomllib.loads(ui.to_toml(table)), preset=name)
+    assert again == cfg
+
+
+def test_toml_strings_are_escaped():
+    from dreamvid.config import tomllib
+
+    table = {"description": 'quote " back\\slash \x7f tab\t ünï 😀\nnew line', "dream": {"steps": 3, "seed": 0}}
+    assert tomllib.loads(ui.to_toml(table)) == table
+
+
+@pytest.fixture
+def studio(tmp_path, monkeypatch):
+    monkeypatch.setenv("DREAMVID_PRESETS", str(tmp_path / "user-presets"))
+    return ui.Studio(tmp_path / "wd")
+
+
+def test_changes_name_only_what_the_page_moved(studio):
+    base = studio.base
+    s = ui.settings_of(base)
+    assert ui.changes(base, s) == {}
+    s["steps"] = base.dream.steps + 2
+    s["layer:mixed3"] = 0.0
+    s["layer:mixed6"] = 0.5
+    s["coherence"] = "blend"
+    layer = ui.changes(base, s)
+    assert layer["dream"]["steps"] == base.dream.steps + 2 and isinstance(layer["dream"]["steps"], int)
+    assert layer["video"] == {"coherence": "blend"}
+    assert layer["dream"]["layers"] == "mixed4:1,mixed5:1.5,mixed6:0.5"
+    cfg = studio.config(s)
+    assert cfg.dream.steps == base.dream.steps + 2 and cfg.dream.layer_names == ("mixed4", "mixed5", "mixed6")
+    assert cfg.audio == resolve(presets.load(studio.preset), layer).audio  # the preset's [audio] is kept
+    s2 = ui.settings_of(base)
+    for k in s2:
+        if k.startswith("layer:"):
+            s2[k] = 0.0
+    with pytest.raises(ConfigError, match="every layer weight is 0"):
+        ui.changes(base, s2)
+
+
+def test_save_preset_is_read_unchanged_by_the_cli(studio, tmp_path):
+    from dreamvid.cli import _config
+
+    studio.set_preset("thumbnail")
+    studio.request_preview(0, {"steps": 3, "strength": 11.5, "layer:mixed4": 0.75, "react": 0.5})
+    path = studio.save_preset("my-dream", description="tuned by eye")
+    assert path == studio.workdir / "presets" / "my-dream.toml"
+    assert path.stat().st_mode & 0o777 == 0o666 & ~_umask()
+    cfg = _config(str(path), None)  # what `dreamvid render --preset PATH` resolves
+    want = studio.config()
+    assert cfg.dream == want.dream and cfg.video == want.video and dict(cfg.audio) == dict(want.audio)
+    assert cfg.dream.steps == 3 and cfg.video.strength == 11.5 and cfg.description == "tuned by eye"
+    assert "mixed4:0.75" in cfg.to_dict()["dream"]["layers"]
+    with pytest.raises(OutputError, match="tick overwrite"):
+        studio.save_preset("my-dream")
+    assert studio.save_preset("my-dream.toml", overwrite=True) == path
+    for bad in ("../evil", "a/b", "", ".hidden", "x" * 80):
+        with pytest.raises(ConfigError):
+            studio.save_preset(bad)
+    assert sorted(p.name for p in (studio.workdir / "presets").iterdir()) == ["my-dream.toml"]
+    assert (str(path)) in [v for _, v in studio.preset_choices()]
+
+
+def _umask() -> int:
+    m = os.umask(0)
+    os.umask(m)
+    return m
+
+
+def test_uploads_are_checked_like_cli_inputs(studio, tmp_path):
+    junk = tmp_path / "up"
+    junk.mkdir()
+    (junk / "clip.mp4").write_bytes(b"not a video at all" * 100)
+    (junk / "song.wav").write_bytes(b"RIFF" + b"\0" * 200)
+    (junk / "pic.png").write_bytes(b"\x89PNG broken")
+    (junk / "notes.txt").write_text("hello")
+    (junk / "empty.mp4").write_bytes(b"")
+    with pytest.raises(VideoError):
+        studio.load_clip(junk / "clip.mp4")
+    with pytest.raises(AudioError):
+        studio.load_song(junk / "song.wav")
+    with pytest.raises(InputError, match="not a readable image"):
+        studio.load_still(junk / "pic.png")
+    with pytest.raises(InputError, match="not a video clip this app takes"):
+        studio.load_clip(junk / "notes.txt")
+    with pytest.raises(InputError, match="empty"):
+        studio.load_clip(junk / "empty.mp4")
+    small = ui.Studio(tmp_path / "wd2", max_upload_mb=0.5)
+    with pytest.raises(InputError, match="over this app's limit"):
+        small.load_clip(EXAMPLES / "bigbuckbunny.mp4")
+    assert list((studio.workdir / "inputs").iterdir()) == []  # a rejected upload leaves nothing
+    assert studio.clip is None and studio.song is None and studio.still is None
+    msg = studio.load_clip(EXAMPLES / "bigbuckbunny.mp4")
+    assert "132 frames" in msg and studio.clip.parent == studio.workdir / "inputs"
+    assert studio.load_clip(EXAMPLES / "bigbuckbunny.mp4") and len(list((studio.workdir / "inputs").iterdir())) == 1
+    with pytest.raises(InputError, match="load a clip"):
+        ui.Studio(tmp_path / "wd3").start_strip()
+
+
+def test_plot_marks_the_frame(tmp_path):
+    import cv2
+
+    from dreamvid.audio import analyze
+    from dreamvid.plot import plot_analysis
+
+    sr = 22050
+    t = np.arange(sr * 2) / sr
+    feats = analyze((0.3 * np.sin(2 * np.pi * 220 * t) * (t % 0.5 < 0.1), sr), fps=25.0)
+    a = cv2.imread(str(plot_analysis(feats, tmp_path / "a.png", dpi=40)))
+    b = cv2.imread(str(plot_analysis(feats, tmp_path / "b.png", dpi=40, marker=1.0)))
+    assert a.shape == b.shape
+    orange = (np.abs(b.astype(int) - (14, 127, 255)).sum(axis=2) < 60) & ~(np.abs(a.astype(int) - (14, 127, 255))
+                                                                           .sum(axis=2) < 60)
+    orange[:, int(0.8 * a.shape[1]):] = False  # the legend's entry
+    cols = np.nonzero(orange.any(axis=0))[0]
+    assert orange.sum() > 20 and cols.max() - cols.min() < 0.05 * a.shape[1]  # one thin vertical line
+
+
+@pytest.mark.skipif(WEIGHTS_FILE is None, reason="trained weights not available: set DREAMVID_WEIGHTS")
+def test_preview_keeps_only_the_newest_request(tmp_path, dreamer, natural_image):
+    """Requests faster than the dreams: the stale one is dropped (never shown), only the newest is dreamed."""
+    studio = ui.Studio(tmp_path / "wd", dreamer=dreamer).start()
+    studio.set_preset("thumbnail")
+    studio.load_still(write_rgb(tmp_path / "cat.png", natural_image))
+    tiny = {"octaves": 1, "steps": 2, "step_size": 0.05}
+    g1 = studio.request_preview(0, {**tiny, "seed": 1})
+    g2 = studio.request_preview(0, {**tiny, "seed": 2})
+    assert studio.wait_preview(g1, timeout=60) is None  # superseded: nothing stale reaches the page
+    r = studio.wait_preview(g2, timeout=60)
+    assert r is not None and not r.error and r.gen == g2, r and r.message
+    assert r.image.shape == r.source.shape == natural_image.shape
+    assert np.abs(r.image.astype(int) - r.source.astype(int)).mean() > 2  # it dreamed
+    want = dreamer.dream(natural_image, studio.config().dream)
+    assert np.array_equal(r.image, want)  # what `dreamvid dream` gives with these settings
+    g3 = studio.request_preview(0, {**tiny, "seed": 2})  # the same settings: the last dream, at once
+    t = time.perf_counter()
+    r3 = studio.wait_preview(g3, timeout=10)
+    assert r3 is not None and np.array_equal(r3.image, r.image) and time.perf_counter() - t < 1.0
+    studio.request_preview(0, {**tiny, "layer:mixed3": 0.0, "layer:mixed5": 0.0})
+    r4 = studio.wait_preview(timeout=30)
+    assert r4 is not None and r4.error and "every layer weight is 0" in r4.message
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# in a real browser
+
+
+def _browser_missing() -> str | None:
+    for mod in ("gradio", "selenium"):
+        if importlib.util.find_spec(mod) is None:
+            return f"{mod} is not installed (pip install \"dreamvid[ui]\" selenium)"
+    if _chromium() is None or _chromedriver() is None:
+        return "chromium and chromedriver are not installed (apt-get install chromium chromium-driver)"
+    if WEIGHTS_FILE is None:
+        return "trained weights not available: set DREAMVID_WEIGHTS"
+    return None
+
+
+def _chromium() -> str | None:
+    return next((p for p in (shutil.which("chromium"), shutil.which("chromium-browser"),
+                             shutil.which("google-chrome")) if p), None)
+
+
+def _chromedriver() -> str | None:
+    return shutil.which("chromedriver")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def app_server(tmp_path):
+    """``python -m dreamvid ui`` in a subprocess (cwd and HOME inside tmp_path), the URL once it serves."""
+    run, home = tmp_path / "run", tmp_path / "home"
+    run.mkdir()
+    home.mkdir()
+    port = _free_port()
+    env = {**os.environ, "HOME": str(home), "DREAMVID_WEIGHTS": str(WEIGHTS_FILE), "PYTHONPATH": str(REPO),
+           "XDG_CACHE_HOME": str(home / ".cache"), "XDG_CONFIG_HOME": str(home / ".config"),
+           "MPLCONFIGDIR": str(home / ".mpl"), "DREAMVID_CACHE": str(home / ".dreamvid-cache")}
+    for var in ("GRADIO_TEMP_DIR", "DREAMVID_PRESETS"):
+        env.pop(var, None)
+    log = open(tmp_path / "app.log", "w+")  # noqa: SIM115 - the server writes it until the fixture ends
+    proc = subprocess.Popen([sys.executable, "-m", "dreamvid", "ui", "--port", str(port), "--workdir", "wd",
+                             "--preset", "thumbnail"], cwd=run, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            log.seek(0)
+            text = log.read()
+            if "dreamvid ui: http" in text:
+                break
+            if proc.poll() is not None:
+                pytest.fail(f"dreamvid ui exited with {proc.returncode}:\n{text}")
+            time.sleep(0.2)
+        else:
+            pytest.fail("dreamvid ui did not start within 180 s")
+        yield {"url": f"http://127.0.0.1:{port}/", "run": run, "home": home, "workdir": run / "wd", "proc": proc,
+               "log": tmp_path / "app.log"}
+    finally:
+        proc.send_signal(signal.SIGTERM)  # (SIGINT is ignored by a process started in the background)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@pytest.fixture
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    opts = Options()
+    for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1400,2400",
+              "--disable-extensions", "--no-first-run"):
+        opts.add_argument(a)
+    opts.binary_location = _chromium()
+    try:
+        driver = webdriver.Chrome(options=opts, service=Service(_chromedriver()))
+    except Exception as e:  # noqa: BLE001 - a browser that cannot start here is a skip, with the reason
+        pytest.skip(f"headless chromium does not start here: {str(e).splitlines()[0]}")
+    driver.set_script_timeout(30)
+    yield driver
+    driver.quit()
+
+
+_PAGE = None  # the driver, for the page's messages in a timeout's report
+
+
+def _wait(what: str, fn, timeout: float = 60.0, every: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = fn()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            seen = {sel: _text(_PAGE, sel) for sel in ("#message", "#inputs", "#preview-info", "#progress",
+                                                        "#preset-message")} if _PAGE is not None else {}
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}; the page says {seen}")
+        time.sleep(every)
+
+
+_JS_SET = """
+const [sel, value] = arguments;
+const el = document.querySelector(sel);
+const proto = el.tagName === 'TEXTAREA' ? HTMLTextAreaElement.prototype : HTMLInputElement.prototype;
+Object.getOwnPropertyDescriptor(proto, 'value').set.call(el, String(value));
+el.dispatchEvent(new Event('input', {bubbles: true}));
+el.dispatchEvent(new Event('change', {bubbles: true}));
+el.dispatchEvent(new PointerEvent('pointerup', {bubbles: true}));
+window.__dv_t0 = performance.now();
+"""
+
+
+def _text(driver, sel: str) -> str:
+    from selenium.webdriver.common.by import By
+
+    els = driver.find_elements(By.CSS_SELECTOR, sel)
+    return els[0].text if els else ""
+
+
+def _src(driver, sel: str) -> str:
+    return driver.execute_script(f"const i = document.querySelector({json.dumps(sel + ' img')}); "
+                                 "return i ? i.getAttribute('src') || '' : '';") or ""
+
+
+def _set(driver, sel: str, value) -> None:
+    driver.execute_script(_JS_SET, sel, value)
+
+
+@pytest.mark.skipif(_browser_missing() is not None, reason=_browser_missing() or "")
+def test_page_in_a_real_browser(app_server, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    global _PAGE
+    d = _PAGE = browser
+    d.get(app_server["url"])
+    upload = "#clip-upload input[type=file]"
+    _wait("the page", lambda: d.find_elements(By.CSS_SELECTOR, upload), timeout=60)
+    _wait("the model", lambda: "model: weights" in _text(d, "#model-status"), timeout=120)
+
+    # an upload that is not a clip: one clear line on the page, no traceback
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"\0\1garbage" * 500)
+    d.find_element(By.CSS_SELECTOR, upload).send_keys(str(bad))
+    _wait("the upload's error", lambda: "error:" in _text(d, "#inputs"), timeout=60)
+    assert "Traceback" not in d.page_source and "broken" in _text(d, "#inputs")
+    d.find_element(By.CSS_SELECTOR, "#clip-upload button[aria-label='Clear']").click()
+    _wait("the upload box again", lambda: d.find_elements(By.CSS_SELECTOR, upload), timeout=20)
+
+    # the bundled clip and song: the first frame is dreamed, the song's plot appears
+    d.find_element(By.CSS_SELECTOR, upload).send_keys(str(EXAMPLES / "bigbuckbunny.mp4"))
+    _wait("the clip", lambda: "132 frames" in _text(d, "#inputs"), timeout=60)
+    d.find_element(By.CSS_SELECTOR, "#song-upload input[type=file]").send_keys(str(EXAMPLES / "groove.wav"))
+    _wait("the first preview", lambda: _src(d, "#preview") and " in " in _text(d, "#preview-info"), timeout=120)
+    _wait("the song's plot", lambda: _src(d, "#analysis"), timeout=90)
+    assert _src(d, "#source")
+
+    # scrub, then move sliders: each change shows a new dream; time it from the browser (thumbnail at 360 px)
+    latencies = []
+    for sel, value in (("#frame input[type=range]", 40), ("#ctl-steps input[type=range]", 5),
+                       ("#ctl-strength input[type=range]", 22), ("#ctl-layer-mixed4 input[type=range]", 0.8),
+                       ("#ctl-steps input[type=range]", 6), ("#ctl-step_size input[type=range]", 0.025)):
+        before = _src(d, "#preview")
+        _wait("an idle preview", lambda: "dreaming" not in _text(d, "#preview-info"), timeout=60)
+        _set(d, sel, value)
+        _wait(f"a new preview after {sel} = {value}", lambda b=before: _src(d, "#preview") not in ("", b), timeout=60,
+              every=0.02)
+        seen = d.execute_script("return (performance.now() - window.__dv_t0) / 1000;")
+        info = _text(d, "#preview-info")
+        server = float(re.search(r" in ([0-9.]+) s", info).group(1)) if re.search(r" in ([0-9.]+) s", info) else None
+        latencies.append({"control": sel.split()[0][1:], "value": value, "browser_s": round(seen, 3),
+                          "server_s": server, "reused": "re-used" in info})
+    assert "frame 40" in _text(d, "#preview-info")
+
+    # the page never blocks while it dreams: a button answers during a dream
+    _set(d, "#ctl-seed input[type=range]", 7)
+    _wait("a dream under way", lambda: "dreaming" in _text(d, "#preview-info"), timeout=10, every=0.01)
+    t = time.perf_counter()
+    d.find_element(By.CSS_SELECTOR, "#stop-button").click()
+    _wait("the page's answer", lambda: "nothing is running" in _text(d, "#message"), timeout=10, every=0.02)
+    answer = time.perf_counter() - t
+    dreaming_meanwhile = "dreaming" in _text(d, "#preview-info")
+    _wait("the seed's dream", lambda: "dreamed in" in _text(d, "#preview-info"), timeout=60)
+    dreamed = sorted(x["browser_s"] for x in latencies if not x["reused"])
+    result = {"changes": latencies, "median_dreamed_s": dreamed[len(dreamed) // 2],
+              "max_dreamed_s": dreamed[-1], "button_answer_during_dream_s": round(answer, 3),
+              "answered_while_dreaming": dreaming_meanwhile, "load_average": os.getloadavg()}
+    print("\nui preview latency:", json.dumps(result))
+    if os.environ.get("DREAMVID_UI_LATENCY"):
+        Path(os.environ["DREAMVID_UI_LATENCY"]).write_text(json.dumps(result, indent=2))
+    assert answer < 3.0 and dreamed[-1] < 30
+    assert [x["reused"] for x in latencies if x["control"] == "ctl-strength"] == [True]  # the governor alone
+
+    # save a preset; the CLI reads it unchanged
+    _set(d, "#preset-name textarea, #preset-name input", "by-eye")
+    d.find_element(By.CSS_SELECTOR, "#preset-save").click()
+    _wait("the preset saved", lambda: "saved" in _text(d, "#preset-message") or "error" in _text(d, "#preset-message"))
+    assert "saved" in _text(d, "#preset-message"), _text(d, "#preset-message")
+    saved = app_server["workdir"] / "presets" / "by-eye.toml"
+    from dreamvid.cli import _config
+
+    cfg = _config(str(saved), None)
+    assert cfg.dream.steps == 6 and cfg.video.strength == 22.0 and cfg.dream.seed == 7
+    assert "mixed4:0.8" in cfg.to_dict()["dream"]["layers"]
+    res = subprocess.run([sys.executable, "-m", "dreamvid", "presets", str(saved)], capture_output=True, text=True,
+                         cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, check=False)
+    assert res.returncode == 0 and "steps = 6" in res.stdout
+
+    # a tiny render: start, stop, reload the page, resume, see it finish with its measures and a download link
+    _set(d, "#ctl-octaves input[type=range]", 1)
+    _set(d, "#ctl-steps input[type=range]", 2)
+    _set(d, "#render-duration input", 1.2)
+    _set(d, "#render-side input", 160)
+    time.sleep(0.5)
+    d.find_element(By.CSS_SELECTOR, "#render-button").click()
+    _wait("frames rendered", lambda: _progress(d)[0] == "running" and _progress(d)[1] >= 3, timeout=120)
+    d.find_element(By.CSS_SELECTOR, "#stop-button").click()
+    _wait("the render stopped", lambda: _progress(d)[0] == "stopped", timeout=60)
+    _wait("the interrupted render listed", lambda: _resume_choice(d), timeout=10)
+    d.refresh()
+    _wait("the page again", lambda: d.find_elements(By.CSS_SELECTOR, "#resume-button"), timeout=60)
+    _wait("the interrupted render listed after a reload", lambda: _resume_choice(d), timeout=20)
+    d.find_element(By.CSS_SELECTOR, "#resume-button").click()
+    _wait("the resumed render", lambda: _progress(d)[0] in ("running", "done"), timeout=60)
+    d.refresh()  # a render in progress survives a reload: the page re-attaches to it
+    _wait("the finished render", lambda: _progress(d)[0] == "done", timeout=180)
+    _wait("the measures", lambda: "temporal_stability" in _text(d, "#measures"), timeout=10)
+    _wait("the download link", lambda: d.find_elements(By.CSS_SELECTOR, "#download a"), timeout=10)
+    renders = app_server["workdir"] / "renders"
+    outs = sorted(renders.glob("*.mp4"))
+    assert len(outs) == 1 and outs[0].stat().st_size > 0
+    report = json.loads(outs[0].with_name(outs[0].stem + ".report.json").read_text())
+    assert report["frames"] == 30 and report["resumed_at_frames"] and report["size"][0] == 160
+    assert f"| frames | {report['frames']} |" in _text(d, "#measures").replace("\n", " ") or report["frames"] == 30
+    assert report["config"]["dream"]["octaves"] == 1 and report["song"].endswith("groove.wav")
+
+    if os.environ.get("DREAMVID_UI_SCREENSHOT"):
+        _screenshot(d, Path(os.environ["DREAMVID_UI_SCREENSHOT"]))
+
+    # nothing was written outside the working folder (cwd and HOME are fresh folders)
+    assert [p.name for p in app_server["run"].iterdir()] == ["wd"]
+    assert "Traceback" not in app_server["log"].read_text()
+
+
+def _progress(d) -> tuple[str, int]:
+    from selenium.webdriver.common.by import By
+
+    els = d.find_elements(By.CSS_SELECTOR, "#dv-progress-text")
+    if not els:
+        return "", 0
+    status = els[0].get_attribute("data-status") or ""
+    text = els[0].text
+    try:
+        done = int(text.split(" · ")[1].split("/")[0])
+    except (IndexError, ValueError):
+        done = 0
+    return status, done
+
+
+def _resume_choice(d) -> str:
+    return d.execute_script("const i = document.querySelector('#resume-choice input'); return i ? i.value : '';")
+
+
+def _screenshot(d, path: Path) -> None:
+    import cv2
+
+    d.execute_script("window.scrollTo(0, 0);")
+    raw = d.get_screenshot_as_png()
+    img = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
+    img = img[: min(img.shape[0], 1500)]
+    scale = 900 / img.shape[1]
+    img = cv2.resize(img, (900, round(img.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ok, buf = cv2.imencode(".png", img, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    assert ok
+    path.write_bytes(buf.tobytes())
