@@ -18,7 +18,7 @@ from dreamvid.dream import Objective
 from dreamvid.dream.objective import GAUGE, Match
 from dreamvid.errors import ConfigError, InputError, WeightsError
 from tests.conftest import REPO, load_example, write_rgb
-from tests.render_fixtures import media, rdreamer  # noqa: F401  (fixtures)
+from tests.render_fixtures import media  # noqa: F401  (a fixture)
 
 TABBY = 281
 
@@ -283,14 +283,14 @@ def test_creativity_is_monotone_in_dream_strength(dreamer):
 
 # ---- the command line ----------------------------------------------------------------------------------------
 
-def test_cli_guided_dream_with_the_lever_records_both(tmp_path, image_file, guide_file, clean_env):
+def test_cli_guided_dream_with_the_lever_records_both(tmp_path, image_file, guide_file, weights_path, clean_env):
     from typer.testing import CliRunner
 
     from dreamvid.cli import app
 
     out = tmp_path / "out.png"
     result = CliRunner().invoke(app, ["dream", str(image_file("in.png", size=(96, 64))), "-o", str(out),
-                                      "--weights", "random", "-p", "thumbnail", "--creativity", "0.2",
+                                      "--weights", str(weights_path), "-p", "thumbnail", "--creativity", "0.2",
                                       "--steps", "1", "--octaves", "1", "--guide", guide_file, "--guide-weight",
                                       "0.6", "-q"])
     assert result.exit_code == 0, result.output
@@ -335,17 +335,17 @@ def test_presets_docs_name_every_new_key():
 
 # ---- renders, and the other backends --------------------------------------------------------------------------
 
-def test_render_with_guide_and_class(tmp_path, media, rdreamer, guide_file, random_top, monkeypatch):
-    """A render dreams every frame toward the guide and the class (random weights, random top: the path, not the
-    look), records them in its report, and differs from the same render without them."""
+def test_render_with_guide_and_class(tmp_path, media, dreamer, guide_file, random_top, monkeypatch):
+    """A render dreams every frame toward the guide and the class (random top: the path, not the look), records
+    them in its report, and differs from the same render without them."""
     from tests.render_fixtures import decode_all, read_report, render_to, tiny_config
 
-    monkeypatch.setattr(rdreamer, "top_weights", random_top)
+    monkeypatch.setattr(dreamer, "top_weights", random_top)
     directed = tiny_config(dream={"guide": guide_file, "guide_weight": 0.7, "dream_class": "tabby cat",
-                                  "class_weight": 0.5, "creativity": 0.0, "octaves": 1, "steps": 1})
-    plain = tiny_config(dream={"creativity": 0.0, "octaves": 1, "steps": 1})
-    a = render_to(tmp_path / "directed.mp4", media["clip"], directed, rdreamer, duration=0.25)
-    b = render_to(tmp_path / "plain.mp4", media["clip"], plain, rdreamer, duration=0.25)
+                                  "class_weight": 0.5, "creativity": 0.0, "layers": "mixed4:1", "steps": 1})
+    plain = tiny_config(dream={"creativity": 0.0, "layers": "mixed4:1", "steps": 1})
+    a = render_to(tmp_path / "directed.mp4", media["clip"], directed, dreamer, duration=0.25)
+    b = render_to(tmp_path / "plain.mp4", media["clip"], plain, dreamer, duration=0.25)
     assert a["frames"] == b["frames"] > 0
     dream = read_report(tmp_path / "directed.mp4")["config"]["dream"]
     assert dream["guide"] == guide_file and dream["dream_class"] == "tabby cat" and dream["creativity"] == 0.0
@@ -376,3 +376,29 @@ def test_cli_directed_dream_with_backend(backend, weights_path, guide_file, rand
     assert proc.returncode == 0, proc.stderr[-2000:]
     record = json.loads(out.with_name(out.name + ".dreamvid.json").read_text())
     assert record["backend"] == backend and record["config"]["dream"]["dream_class"] == "281"
+
+
+def test_class_names_and_guides_ship_inside_the_wheel(tmp_path):
+    """The installed package (an unpacked wheel, outside the repository) has the class names and finds the
+    built-in guide by its preset-relative path."""
+    import subprocess
+    import sys
+    import zipfile
+
+    pytest.importorskip("hatchling", reason="the wheel build needs hatchling")
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
+                           "-q", "-w", str(tmp_path / "dist"), str(REPO)], capture_output=True, text=True, timeout=240)
+    if proc.returncode != 0 and "No module named pip" in proc.stderr:  # pragma: no cover
+        pytest.skip("pip is not installed in this environment")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (wheel,) = (tmp_path / "dist").glob("dreamvid-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        zf.extractall(tmp_path / "site")
+    probe = ("from dreamvid import targets; print(targets.class_names()[281]); "
+             "print(targets.find_guide('guides/tabby.jpg'))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path, timeout=60,
+                         env={"PYTHONPATH": str(tmp_path / "site"), "HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    name, guide = out.stdout.splitlines()[:2]
+    assert name == "tabby cat"
+    assert guide == str(tmp_path / "site" / "dreamvid" / "presets_data" / "guides" / "tabby.jpg")
