@@ -2,7 +2,9 @@
 
 A *config dict* is the nested plain-dict form of a TOML file::
 
-    [dream]   layers, octaves, octave_scale, steps, step_size, jitter, tile_size, tile_overlap, seed
+    [dream]   layers, octaves, octave_scale, steps, step_size, jitter, tile_size, tile_overlap, seed,
+              creativity (a lever over layers/step_size/steps/octaves: dreamvid.creativity),
+              guide, guide_weight, dream_class, class_weight (dreamvid.dream.objective)
     [video]   flow, warp, blend, consistency, scene_cut, flow_max_side
     [motion]  zoom, rotate, translate_x, translate_y (per frame), bpm, hold, sharpen
     [audio]   see ``dreamvid.schedule`` and docs/presets.md
