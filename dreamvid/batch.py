@@ -39,7 +39,6 @@ import json
 import math
 import multiprocessing as mp
 import os
-import queue
 import re
 import shutil
 import subprocess
@@ -187,6 +186,7 @@ class Task:
     still: tuple[str, str] | None = None  # (input, output)
     max_side: int | None = None
     fp: str = ""  # the job's fingerprint, recorded beside a still
+    attempt: int = 0  # 0, then 1, 2, ... for its retries
 
     @property
     def id(self) -> str:
@@ -420,7 +420,7 @@ def _check_job(i: int, raw: dict, base: Path, line: int, *, overwrite: bool) -> 
         if v is None:
             continue
         rules = {"start": (0, math.inf), "duration": (1e-9, math.inf), "react": (0, 10), "crf": (0, 51),
-                 "chunk-frames": (8, math.inf), "warmup": (0, 10_000), "fade": (0, 10_000)}
+                 "chunk-frames": (2, math.inf), "warmup": (0, 10_000), "fade": (0, 10_000)}
         lo, hi = rules[k]
         if not lo <= v <= hi:
             raise _Bad(k, f"{k} must be from {lo:g} to {hi:g}, got {v}")
@@ -429,8 +429,9 @@ def _check_job(i: int, raw: dict, base: Path, line: int, *, overwrite: bool) -> 
     if fade > warmup:
         raise _Bad("fade", f"fade ({fade}) cannot be longer than warmup ({warmup}): the window is cross-faded with "
                            "the next chunk's warm-up frames")
-    if chunk_frames <= 2 * fade + 1:
-        raise _Bad("chunk-frames", f"chunk-frames ({chunk_frames}) must be over twice fade ({fade}) + 1")
+    if chunk_frames <= 2 * fade:
+        raise _Bad("chunk-frames", f"chunk-frames ({chunk_frames}) must be over twice fade ({fade}): a chunk split "
+                                   "off a long shot keeps frames of its own besides the join window")
     from .video.encode import X264_PRESETS
 
     if raw.get("x264-preset", "medium") not in X264_PRESETS:
@@ -908,14 +909,25 @@ def detect_gpus() -> list[str]:
     if exe is None:
         return []
     try:
-        out = subprocess.run([exe, "-L"], capture_output=True, text=True, timeout=10).stdout
+        out = subprocess.run([exe, "-L"], capture_output=True, text=True, timeout=10, check=False).stdout
     except (OSError, subprocess.SubprocessError):
         return []
     return [str(i) for i, ln in enumerate(out.splitlines()) if ln.startswith("GPU ")]
 
 
-def _worker_main(wid: int, device: str | None, inbox, events) -> None:
+class _Events:
+    """A worker's own pipe to the parent (a shared queue could be left locked by a worker killed mid-write)."""
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    def put(self, item) -> None:
+        self.conn.send(item)
+
+
+def _worker_main(wid: int, device: str | None, inbox, conn) -> None:
     """A worker process: its own device, one Dreamer per engine, tasks from ``inbox`` until None."""
+    events = _Events(conn)
     if device is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = device
     import signal
@@ -924,10 +936,19 @@ def _worker_main(wid: int, device: str | None, inbox, events) -> None:
     events.put(("ready", wid, None, os.getpid()))
     while True:
         task = inbox.get()
-        if task is None:
-            return
+        if task is None:  # every result is with the parent: skip the framework's slow teardown
+            conn.close()
+            os._exit(0)
         def on_frame(k, total, resumed, task=task):
             events.put(("frame", wid, task.id, (k, total, resumed)))
+
+        # for the tests: DREAMVID_TEST_KILL_TASK=<job>#<index>@<attempt>=<stage>:<n> kills this worker at that
+        # instant (pipeline._checkpoint) of that one task's attempt
+        hook = os.environ.get("DREAMVID_TEST_KILL_TASK", "")
+        if hook.partition("=")[0] == f"{task.id}@{task.attempt}":
+            os.environ["DREAMVID_TEST_KILL_AT"] = hook.partition("=")[2]
+        elif hook:
+            os.environ.pop("DREAMVID_TEST_KILL_AT", None)
 
         def on_warning(msg, task=task):
             events.put(("warning", wid, task.id, msg))
@@ -936,7 +957,7 @@ def _worker_main(wid: int, device: str | None, inbox, events) -> None:
             result = run_task(task, on_frame=on_frame, on_warning=on_warning)
             result["peak_rss_mb"] = _peak_rss_mb()
             events.put(("done", wid, task.id, result))
-        except BaseException as e:  # reported; the parent decides (retry, smaller tiles, or fail the job)
+        except BaseException as e:  # noqa: BLE001 - reported; the parent decides (retry, smaller tiles, or fail the job)
             kind = "oom" if is_oom(e) else ("user" if isinstance(e, DreamvidError) else "crash")
             events.put(("error", wid, task.id, (kind, f"{type(e).__name__}: {e}" if kind == "crash" else str(e))))
 
@@ -1077,7 +1098,7 @@ class _Run:
         self.log(task.job, f"{task.kind} {task.index}: {why}; retry {n} of {self.retries}")
         self.status.jobs[task.job].chunk_states[task.index] = "retrying"
         self.update()
-        return task
+        return replace(task, attempt=n)
 
     def oom(self, task: Task, message: str) -> Task | None:
         smaller = smaller_tiles(task)
@@ -1163,7 +1184,7 @@ class _Pool:
     def __init__(self, run: _Run, devices: list[str | None]):
         self.run_ = run
         self.ctx = mp.get_context("spawn")
-        self.events = self.ctx.Queue()
+        self.conns: dict[int, Any] = {}
         self.devices = devices
         self.procs: dict[int, Any] = {}
         self.inbox: dict[int, Any] = {}
@@ -1175,9 +1196,12 @@ class _Pool:
         wid = self.next_id
         self.next_id += 1
         inbox = self.ctx.Queue()
-        p = self.ctx.Process(target=_worker_main, args=(wid, device, inbox, self.events), daemon=True,
+        recv, send = self.ctx.Pipe(duplex=False)
+        p = self.ctx.Process(target=_worker_main, args=(wid, device, inbox, send), daemon=True,
                              name=f"dreamvid-worker-{wid}")
         p.start()
+        send.close()  # the worker holds the only writing end: its death is an EOF here
+        self.conns[wid] = recv
         self.procs[wid], self.inbox[wid], self.holding[wid] = p, inbox, None
         self.ws[wid] = WorkerStatus(wid, f"GPU {device}" if device is not None else "CPU", pid=p.pid)
         self.run_.status.workers[wid] = self.ws[wid]
@@ -1185,7 +1209,6 @@ class _Pool:
 
     def run(self, todo: deque[Task], *, poll: float) -> list[WorkerStatus]:
         run = self.run_
-        by_id = {}
         for d in self.devices:
             self.start(d)
         try:
@@ -1196,59 +1219,77 @@ class _Pool:
                         if run.status.jobs[t.job].state == "failed":
                             continue
                         self.holding[wid] = t
-                        by_id[t.id] = t
                         self.ws[wid].task = t.id
                         self.inbox[wid].put(t)
                         run.started(t, f"worker {wid}")
                 if not todo and all(v is None for v in self.holding.values()):
                     break
-                try:
-                    kind, wid, tid, payload = self.events.get(timeout=poll)
-                except queue.Empty:
-                    kind = None
-                if kind == "frame":
-                    run.frame(tid, *payload, worker=self.ws.get(wid))
-                    run.update()
-                elif kind == "warning":
-                    run.log(tid.rsplit("#", 1)[0], f"warning: {payload}")
-                    if run.on_warning:
-                        run.on_warning(payload)
-                elif kind == "done":
-                    t = self.holding[wid]
-                    self.holding[wid], self.ws[wid].task = None, None
-                    self.ws[wid].peak_rss_mb = payload.get("peak_rss_mb")
-                    run.done(t, payload)
-                elif kind == "error":
-                    t = self.holding[wid]
-                    self.holding[wid], self.ws[wid].task = None, None
-                    why, message = payload
-                    if why == "oom":
-                        again = run.oom(t, message)
-                    elif why == "crash":
-                        again = run.retry(t, f"failed with {message}")
-                    else:
-                        again = None
-                        run.fail(t.job, f"{t.kind} {t.index}: {message}")
-                    if again is not None:
-                        todo.appendleft(again)
+                for wid, msg in self.receive(poll):
+                    self.handle(wid, *msg, todo=todo)
                 for wid, p in list(self.procs.items()):  # a worker that died holding a task
-                    if not p.is_alive():
-                        t = self.holding.pop(wid)
-                        self.procs.pop(wid)
-                        self.inbox.pop(wid)
-                        self.ws[wid].task = None
-                        code = p.exitcode
-                        if t is not None:
-                            again = run.retry(t, f"worker {wid} died (exit code {code})")
-                            if again is not None:
-                                todo.appendleft(again)
-                        if todo:
-                            self.start(self.devices[wid % len(self.devices)])
+                    if p.is_alive():
+                        continue
+                    for _, msg in self.receive(0, only=wid):  # what it said before it died
+                        self.handle(wid, *msg, todo=todo)
+                    t = self.holding.pop(wid)
+                    self.procs.pop(wid)
+                    self.inbox.pop(wid)
+                    self.conns.pop(wid).close()
+                    self.ws[wid].task = None
+                    if t is not None:
+                        again = run.retry(t, f"worker {wid} died (exit code {p.exitcode})")
+                        if again is not None:
+                            todo.appendleft(again)
+                    if todo:
+                        self.start(self.devices[wid % len(self.devices)])
                 if not self.procs and todo:
                     self.start(self.devices[0])
         finally:
             self.stop()
         return list(self.ws.values())
+
+    def receive(self, timeout: float, only: int | None = None) -> list[tuple[int, tuple]]:
+        """``(worker, message)`` for the messages waiting, from every worker or ``only`` one. A pipe broken by a
+        killed worker yields what came before the break; the death itself is seen by the process check."""
+        import pickle
+        from multiprocessing.connection import wait
+
+        conns = {c: w for w, c in self.conns.items() if only is None or w == only}
+        got = []
+        for conn in wait(list(conns), timeout=timeout):
+            try:
+                while conn.poll():
+                    got.append((conns[conn], conn.recv()))
+            except (EOFError, OSError, pickle.UnpicklingError, ValueError, TypeError, AttributeError, IndexError):
+                continue
+        return got
+
+    def handle(self, wid: int, kind: str, _wid: int, tid: str, payload, *, todo: deque[Task]) -> None:
+        run = self.run_
+        if kind == "frame":
+            run.frame(tid, *payload, worker=self.ws.get(wid))
+            run.update()
+        elif kind == "warning":
+            run.log(tid.rsplit("#", 1)[0], f"warning: {payload}")
+            if run.on_warning:
+                run.on_warning(payload)
+        elif kind in ("done", "error"):
+            t = self.holding[wid]
+            self.holding[wid], self.ws[wid].task = None, None
+            if kind == "done":
+                self.ws[wid].peak_rss_mb = payload.get("peak_rss_mb")
+                run.done(t, payload)
+                return
+            why, message = payload
+            if why == "oom":
+                again = run.oom(t, message)
+            elif why == "crash":
+                again = run.retry(t, f"failed with {message}")
+            else:
+                again = None
+                run.fail(t.job, f"{t.kind} {t.index}: {message}")
+            if again is not None:
+                todo.appendleft(again)
 
     def stop(self) -> None:
         for wid, p in self.procs.items():

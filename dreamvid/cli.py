@@ -58,7 +58,8 @@ def friendly(fn):
             say(err, error_line(str(e)))
             raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
-            say(err, "interrupted. `dreamvid render` picks up where it stopped when run again with --resume.")
+            say(err, "interrupted. `dreamvid render` picks up where it stopped when run again with --resume; "
+                     "`dreamvid batch`, when run again.")
             raise typer.Exit(130) from None
 
     return wrapper
@@ -272,6 +273,84 @@ def _check_render(opts) -> None:
     from .pipeline import check
 
     check(opts)
+
+
+@app.command()
+@friendly
+def batch(
+    job_file: Annotated[Path, typer.Argument(help="The job file (TOML: [defaults] and [[job]] tables; see docs/batch.md).", show_default=False)],
+    workers: Annotated[Optional[int], typer.Option("--workers", help="Worker processes (default: one per GPU, else 1).")] = None,
+    gpus: Annotated[Optional[str], typer.Option("--gpus", help="GPUs to use, e.g. '0,1': one worker each, with its own CUDA_VISIBLE_DEVICES.")] = None,
+    retries: Annotated[int, typer.Option("--retries", help="Times a chunk whose worker died or crashed is run again.")] = 1,
+    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Run the good jobs even if some are bad (each bad one is listed).")] = False,
+    status: Annotated[bool, typer.Option("--status", help="Print the jobs and chunks and how far each got; run nothing.")] = False,
+    ray: Annotated[Optional[str], typer.Option("--ray", flag_value="local", help="Run the chunks as Ray tasks: '--ray' alone starts Ray here; '--ray auto' joins this machine's cluster; '--ray ray://HEAD:10001' a remote one. Put it after the job file.")] = None,
+    overwrite: Overwrite = False, quiet: Quiet = False,
+):
+    """Render a job file of renders and stills on local workers or a Ray cluster: chunked, resumable, one report."""
+    from . import batch as lib
+    from .errors import ConfigError
+
+    _check_positive("--workers", workers)
+    _check_positive("--retries", retries, 0)
+    gpu_list = None
+    if gpus is not None:
+        gpu_list = [g.strip() for g in gpus.split(",") if g.strip()]
+        if not gpu_list or not all(g.isdigit() for g in gpu_list):
+            raise ConfigError(f"--gpus must list GPU numbers such as 0,1, got {gpus!r}")
+    if ray is not None and (workers is not None or gpus is not None):
+        raise ConfigError("--ray runs on the cluster's own workers: leave out --workers and --gpus")
+
+    def skipped(line, name, reason):
+        say(err, f"warning: skipping job '{name}' (line {line}): {reason}")
+
+    jobs = lib.load_jobs(job_file, overwrite=overwrite, skip_bad=skip_bad, on_skip=skipped)
+    if status:
+        out.print(_batch_table(lib.status(job_file, jobs), chunks=True))
+        return
+    from rich.live import Live
+
+    with Live(console=err, refresh_per_second=4, transient=False, auto_refresh=False) as live:
+        def on_update(st):
+            if not quiet:
+                live.update(_batch_table(st), refresh=True)
+
+        if ray is not None:
+            from .batch_ray import run_ray
+
+            report = run_ray(job_file, jobs, address=ray, retries=retries, overwrite=overwrite, on_update=on_update,
+                             on_warning=warn)
+        else:
+            report = lib.run_local(job_file, jobs, workers=workers, gpus=gpu_list, retries=retries,
+                                   overwrite=overwrite, on_update=on_update, on_warning=warn)
+    t = report["total"]
+    for j in report["jobs"]:
+        if j["state"] == "failed":
+            say(err, error_line(f"job '{j['name']}' failed: {j['error']}"))
+    say(out, f"{lib.batch_dir_for(job_file) / 'batch.report.json'}  ({t['done']}/{t['jobs']} jobs done, "
+             f"{t['frames_dreamed']} frames dreamed in {t['wall_seconds']:.1f} s, {t['frames_per_second']:.2f} frames/s)")
+    if t["failed"]:
+        raise typer.Exit(1)
+
+
+def _batch_table(st, *, chunks: bool = False) -> Table:
+    """The live table of ``dreamvid batch``: jobs (and chunks), workers, frames/s and ETA."""
+    import time
+
+    eta = st.eta()
+    table = Table("job", "kind", "state", "chunks", "frames", "retries", box=None,
+                  title=f"{st.fps():.2f} frames/s" + (f", eta {eta:.0f} s" if eta is not None and st.dreamed else ""))
+    for j in st.jobs.values():
+        table.add_row(Text(j.name), Text(j.kind), Text(j.state + (f": {j.error}" if j.error else "")),
+                      Text(f"{j.chunks_done}/{j.chunks}"), Text(f"{j.frames_done}/{j.frames}"), Text(str(j.retries)))
+        if chunks:
+            for i, s in sorted(j.chunk_states.items()):
+                table.add_row(Text(f"  chunk {i}"), Text(""), Text(s), Text(""), Text(""), Text(""))
+    for w in st.workers.values():
+        busy = f"{w.frames / max(1e-9, time.time() - st.started):.2f} frames/s" if w.frames else ""
+        table.add_row(Text(f"worker {w.id}"), Text(w.device), Text(w.task or "idle"), Text(""), Text(str(w.frames)),
+                      Text(busy))
+    return table
 
 
 @app.command()

@@ -79,6 +79,12 @@ class RenderOptions:
     crf: int = 18
     x264_preset: str = "medium"
     keep_work: bool = False
+    # A chunk of a render (dreamvid.batch): frames ``[offset, offset + count)`` of the range that ``start`` and
+    # ``duration`` choose, with the schedule of the whole range; the output is silent (the batch muxes the song
+    # once). ``held`` = (lead, trail): that many frames at the chunk's start and end are dreamed (to warm the
+    # feedback up, or for a cross-fade) and handed to ``on_output``, but not encoded.
+    frames: tuple[int, int] | None = None
+    held: tuple[int, int] = (0, 0)
     # ``dreamvid zoom``: ``input`` is an image and each frame dreams the previous output moved by the camera
     # (dreamvid.zoom.Feedback), at ``fps``, for ``duration`` seconds or the song's length
     feedback: bool = False
@@ -138,6 +144,7 @@ def _job(opts: RenderOptions, config: Config, dreamer: Dreamer, info: video.Vide
         "segment_frames": opts.segment_frames,
         "crf": opts.crf,
         "x264_preset": opts.x264_preset,
+        **({"frames": list(opts.frames), "held": list(opts.held)} if opts.frames is not None else {}),
         **({"feedback": True} if opts.feedback else {}),
         "config": config.to_dict(),
         "weights": dreamer.weights.key,
@@ -323,12 +330,16 @@ def render(
     on_start: Callable[[int, int], None] | None = None,
     on_frame: Callable[[FrameEvent], None] | None = None,
     on_warning: Callable[[str], None] | None = None,
+    on_output: Callable[[int, np.ndarray], None] | None = None,
 ) -> dict[str, Any]:
     """Render ``opts.input`` into ``opts.output`` and return the report (also written beside the output).
 
     The work folder is locked while the render runs: a second render of the same output raises
     :class:`OutputError` instead of sharing it. A render interrupted at any instant, even by SIGKILL, continues
     with ``resume=True`` to the same video.
+
+    ``on_output(k, frame)`` sees every finished frame (uint8 RGB) in the encoder thread, before the state counts
+    it, so what it writes durably is there for every frame a resume skips.
     """
     t_total = time.perf_counter()
     output = Path(opts.output)
@@ -338,6 +349,7 @@ def render(
     info, first, count = check(opts)
     size = video.output_size(info.width, info.height, opts.max_side)
     schedule, features = _schedule(opts, config, info.fps, count)
+    offset, count = _chunk(opts, count)
 
     job = _job(opts, config, dreamer, info, size, first, count)
     with _WorkLock(work, output):
@@ -349,11 +361,42 @@ def render(
                 return _publish(work, output, report_path, opts)
             return _render_locked(opts, config, dreamer, state, work=work, info=info, size=size, first=first,
                                   count=count, schedule=schedule, features=features, t_total=t_total,
-                                  on_frame=on_frame, on_warning=on_warning)
+                                  on_frame=on_frame, on_warning=on_warning, offset=offset, on_output=on_output)
         except BaseException:
             if not (work / "state.json").exists():  # not one frame finished: nothing to resume, nothing to keep
                 _remove_work(work)
             raise
+
+
+def _chunk(opts: RenderOptions, count: int) -> tuple[int, int]:
+    """``(offset, count)`` of the frames this render dreams within the range of ``count`` frames."""
+    if opts.frames is None:
+        return 0, count
+    off, n = (int(v) for v in opts.frames)
+    lead, trail = (int(v) for v in opts.held)
+    if off < 0 or n < 1 or off + n > count or lead < 0 or trail < 0 or lead + trail >= n:
+        raise InputError(f"frames {off}..{off + n} (holding {lead} + {trail}) do not fit the {count} frames of "
+                         f"{opts.input} in the chosen range")
+    return off, n
+
+
+def scene_cuts(opts: RenderOptions, config: Config, *, on_warning=None) -> list[int]:
+    """The frames (0-based in the range) where a render of ``opts`` resets its feedback at a scene cut: the same
+    frames, zoom pulses included, and the same test as the render loop's, so a chunk that starts at one of them
+    dreams exactly what a one-process render does there."""
+    info = video.probe(opts.input)
+    first, count = video.frame_range(info, opts.start, opts.duration)
+    size = video.output_size(info.width, info.height, opts.max_side)
+    schedule, _ = _schedule(opts, config, info.fps, count)
+    move = _mover(schedule, size)
+    cuts, prev = [], None
+    for k, src in enumerate(video.iter_frames(opts.input, first=first, count=count, size=size, info=info,
+                                              on_warning=on_warning)):
+        src = move(k, src)
+        if prev is not None and video.scene_cut_score(prev, src) > config.video.scene_cut:
+            cuts.append(k)
+        prev = src
+    return cuts
 
 
 def check(opts: RenderOptions) -> tuple[video.VideoInfo, int, int]:
@@ -421,7 +464,7 @@ def _check_work(work: Path, opts: RenderOptions) -> None:
 
 def _render_locked(opts: RenderOptions, config: Config, dreamer: Dreamer, state: _State, *, work: Path,
                    info: video.VideoInfo, size: tuple[int, int], first: int, count: int, schedule, features,
-                   t_total: float, on_frame, on_warning) -> dict[str, Any]:
+                   t_total: float, on_frame, on_warning, offset: int = 0, on_output=None) -> dict[str, Any]:
     """The render proper, in the locked work folder, from ``state.done`` on."""
     output = Path(opts.output)
     report_path = report_path_for(output)
@@ -448,7 +491,7 @@ def _render_locked(opts: RenderOptions, config: Config, dreamer: Dreamer, state:
         source = Feedback(image, schedule.motion, schedule.zoom, config.motion)
         for k in range(count):
             t = time.perf_counter()
-            src = source.source(k, prev_dream) if k >= state.done else None
+            src = source.source(k + offset, prev_dream) if k >= state.done else None
             seconds["decode"] += time.perf_counter() - t
             yield k, src, None, None, None
 
@@ -456,10 +499,10 @@ def _render_locked(opts: RenderOptions, config: Config, dreamer: Dreamer, state:
         move = _mover(schedule, size)
         prev = None
         t = time.perf_counter()
-        for k, src in enumerate(video.iter_frames(opts.input, first=first, count=count, size=size, info=info,
-                                                  on_warning=on_warning)):
+        for k, src in enumerate(video.iter_frames(opts.input, first=first + offset, count=count, size=size,
+                                                  info=info, on_warning=on_warning)):
             # the schedule's zoom pulses the footage itself, so the flow (and the dream carried along it) sees it
-            src = move(k, src)
+            src = move(k + offset, src)
             seconds["decode"] += time.perf_counter() - t
             t = time.perf_counter()
             flows = cut = None
@@ -475,7 +518,13 @@ def _render_locked(opts: RenderOptions, config: Config, dreamer: Dreamer, state:
     frames_dir = work / "frames"
     segment: list = [None]  # the open FrameWriter; only the encoder thread touches it while that thread runs
 
+    enc_lo, enc_hi = opts.held[0], count - opts.held[1]  # the frames encoded (a chunk holds some back)
+
     def write_frame(k: int, frame: np.ndarray):
+        if not enc_lo <= k < enc_hi:
+            if (k + 1) % seg_frames == 0:
+                close_segment()
+            return
         if segment[0] is None:
             segment[0] = video.FrameWriter(work / f"seg_{k // seg_frames:06d}.mp4", fps=info.fps, size=size,
                                            crf=opts.crf, preset=opts.x264_preset, overwrite=True)
@@ -500,6 +549,8 @@ def _render_locked(opts: RenderOptions, config: Config, dreamer: Dreamer, state:
         _fsync(png)
         _fsync(frames_dir)
         _checkpoint("png", k)
+        if on_output is not None:
+            on_output(k, frame)
         write_frame(k, frame)
         _save_state(work, snapshot)
         _checkpoint("state", k)
@@ -531,7 +582,7 @@ def _render_locked(opts: RenderOptions, config: Config, dreamer: Dreamer, state:
                 continue
             idle += time.perf_counter() - wait
             t = t_frame = time.perf_counter()
-            fp = schedule.frame(k)
+            fp = schedule.frame(k + offset)
             dream, plan = coherence.dream(dreamer, src, prev_src, prev_dream, fp.dream, flows=flows, cut=bool(cut),
                                           target=vp.strength * fp.strength if fp.target is None else fp.target,
                                           blend=fp.blend)
@@ -544,7 +595,7 @@ def _render_locked(opts: RenderOptions, config: Config, dreamer: Dreamer, state:
                 gain.update(src, dream)
             intensity = strength.update(src, dream)
             if features is not None:
-                _sync_add(state.sync, float(features.level[k]), intensity)  # the song's own RMS, unsmoothed
+                _sync_add(state.sync, float(features.level[k + offset]), intensity)  # the song's own RMS, unsmoothed
 
             state.done = k + 1
             state.stability = dict(stab.__dict__)
@@ -569,14 +620,16 @@ def _render_locked(opts: RenderOptions, config: Config, dreamer: Dreamer, state:
         raise InputError(f"{opts.input} gave no frames in the chosen range; check --start/--duration")
 
     t = time.perf_counter()
-    segs = [work / f"seg_{i:06d}.mp4" for i in range(-(-state.done // seg_frames))]
+    segs = [work / f"seg_{i:06d}.mp4" for i in _segments(opts.held, state.done, seg_frames)]
     silent = work / "video.mp4"
     _checkpoint("concat", watch=work)
     video.concat(segs, silent, overwrite=True)
     final = _final_path(work, output)
     _checkpoint("mux", watch=work)
-    audio_seconds = video.mux(silent, final, song=opts.song, source=None if opts.song or opts.feedback else opts.input,
-                              start=opts.start, loop_song=opts.loop_song, overwrite=True, on_warning=on_warning)
+    chunk = opts.frames is not None  # silent: the batch muxes the song once, into the joined chunks
+    audio_seconds = video.mux(silent, final, song=None if chunk else opts.song,
+                              source=None if opts.song or chunk or opts.feedback else opts.input, start=opts.start,
+                              loop_song=opts.loop_song, overwrite=True, on_warning=on_warning)
     seconds["mux"] += time.perf_counter() - t
 
     report = {
@@ -596,6 +649,7 @@ def _render_locked(opts: RenderOptions, config: Config, dreamer: Dreamer, state:
         "dream_gain": _num(gain.value),
         "audio_sync": _num(_sync_value(state.sync)) if features is not None else None,
         "resumed_at_frames": state.resumed_at,
+        "chunk": {"offset": offset, "count": count, "held": list(opts.held)} if chunk else None,
         "weights": dreamer.weights.describe(),
         "backend": dreamer.backend_name,
         "precision": dreamer.precision,
@@ -646,12 +700,18 @@ def _schedule(opts: RenderOptions, config: Config, fps: float, count: int):
 
         from .schedule import analysis_options
 
-        features = analyze(opts.song, fps=fps, n_frames=count, loop=opts.loop_song,
-                           **analysis_options(config.audio))
+        args = dict(fps=fps, n_frames=count, loop=opts.loop_song, **analysis_options(config.audio))
+        key = json.dumps([_fingerprint(opts.song), args], sort_keys=True, default=str)
+        if _ANALYSIS[0] != key:  # the chunks of one song, one after another in a batch worker, analyse it once
+            _ANALYSIS[:] = [key, analyze(opts.song, **args)]
+        features = _ANALYSIS[1]
     table = config.audio if features is not None else {}
     sched = build_schedule(features, table, base=config.dream, blend=config.video.blend, n_frames=count,
                            react=opts.react, config=config, fps=fps)
     return sched, features
+
+
+_ANALYSIS: list = [None, None]  # the last song analysis of this process: (key, features)
 
 
 def _open_work(work: Path, job: dict, opts: RenderOptions) -> _State:
@@ -675,7 +735,8 @@ def _open_work(work: Path, job: dict, opts: RenderOptions) -> _State:
                 raise OutputError(f"cannot resume: {', '.join(diff)} changed since the interrupted render; use "
                                   "the same settings, or --overwrite to start over")
             else:
-                _check_resumable(work, state, opts.segment_frames, final=_final_path(work, Path(opts.output)))
+                _check_resumable(work, state, opts.segment_frames, final=_final_path(work, Path(opts.output)),
+                                 held=opts.held, count=job["count"])
                 if state.phase != "publish":
                     _tidy(work, state, opts.segment_frames)
                     state.resumed_at.append(state.done)
@@ -688,12 +749,20 @@ def _open_work(work: Path, job: dict, opts: RenderOptions) -> _State:
     return _State()
 
 
-def _check_resumable(work: Path, state: _State, seg_frames: int, *, final: Path) -> None:
+def _segments(held, done: int, seg_frames: int) -> range:
+    """The indices of the segments that hold the encoded frames among the first ``done`` (see ``held``)."""
+    lead, trail = held
+    return range(lead // seg_frames, -(-(done - trail) // seg_frames))
+
+
+def _check_resumable(work: Path, state: _State, seg_frames: int, *, final: Path, held=(0, 0),
+                     count: int = 0) -> None:
     """Raise OutputError, before any work, if a file the resume needs is missing."""
     if state.phase == "publish":
         return  # _publish checks what is left to move
     closed = state.done // seg_frames
-    need = [work / f"seg_{i:06d}.mp4" for i in range(closed)]
+    encoded = _segments(held, count, seg_frames) if any(held) else range(closed)
+    need = [work / f"seg_{i:06d}.mp4" for i in range(encoded.start, min(closed, encoded.stop))]
     need += [work / "frames" / f"{k:06d}.png" for k in range(max(0, min(closed * seg_frames, state.done - 1)),
                                                              state.done)]
     missing = [p for p in need if not p.is_file()]
