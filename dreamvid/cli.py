@@ -239,6 +239,7 @@ def render(
                          max_side=max_side, react=react, overwrite=overwrite, resume=resume, crf=crf,
                          keep_work=keep_work)
     _check_render(opts)
+    _check_schedules(cfg, song)
     _check_engine(weights, backend, precision, cfg.dream.seed)
     _check_targets(cfg.dream)
     dreamer = _dreamer(weights, backend, precision, cfg.dream.seed)
@@ -265,6 +266,13 @@ def render(
     say(out, f"{report['output']}  ({report['frames']} frames, temporal_stability {report['temporal_stability']}, "
              f"dream_strength {report['dream_strength']}, dream_gain {report['dream_gain']}, "
              f"audio_sync {report['audio_sync']})")
+
+
+def _check_schedules(cfg, song) -> None:
+    """A schedule that counts in beats needs a song or ``[motion] bpm`` (known before any work)."""
+    from .schedule import check_schedules
+
+    check_schedules(cfg, song=song is not None)
 
 
 def _check_render(opts) -> None:
@@ -387,6 +395,7 @@ def zoom(
     opts = RenderOptions(input=image, output=output, song=song, duration=seconds, max_side=max_side, react=react,
                          overwrite=overwrite, resume=resume, crf=crf, keep_work=keep_work, feedback=True, fps=fps)
     check(opts)
+    _check_schedules(cfg, song)
     _check_engine(weights, backend, precision, cfg.dream.seed)
     dreamer = _dreamer(weights, backend, precision, cfg.dream.seed)
     report = _render_with_progress(opts, cfg, dreamer, quiet, "zooming")

@@ -454,3 +454,16 @@ def for_song(config: Config, song, *, fps: float, react: float = 1.0) -> tuple[S
     sched = build_schedule(features, config.audio, base=config.dream, blend=config.video.blend,
                            n_frames=features.n_frames, react=react, config=config, fps=fps)
     return sched, features
+
+
+def check_schedules(config: Config, *, song: bool) -> None:
+    """What can be known of ``config``'s schedules before any work: a schedule that counts in beats needs a song or
+    ``[motion] bpm``. (Values are evaluated, and checked to be finite, when the schedule is built.)"""
+    if song or config.motion.bpm > 0:
+        return
+    texts = list(config.schedules) + [(f"dream.layers.{s.name}", s.schedule) for s in config.dream.layers
+                                      if s.schedule is not None]
+    for key, text in texts:
+        if parse(text, key=key).uses_beats:
+            raise ConfigError(f"{key} counts in beats, but there is no song: pass --song, or set [motion] bpm "
+                              "(beats per minute)")

@@ -196,3 +196,18 @@ def test_cli_schedule_plots_a_presets_schedules_over_a_song(runner, tmp_path):
     assert r.exit_code != 0 and "--overwrite" in r.output
     r = runner.invoke(app, ["schedule", "odyssey", "--song", str(song), "-o", str(tmp_path / "plot.jpg")])
     assert r.exit_code != 0 and "ending in .png" in r.output
+
+
+def test_cli_zoom_refuses_beats_without_a_song_before_loading_a_framework(tmp_path, image_file):
+    from tests.test_cli import assert_fails_fast, run_process
+
+    src = image_file("img.png", size=(64, 48))
+    cfg = tmp_path / "beats.toml"
+    cfg.write_text('description = "beats"\n[dream]\nstep_size = "0:0.01, 8b:0.03"\n')  # no [motion] bpm
+    line = assert_fails_fast(*run_process("zoom", src, "-o", tmp_path / "z.mp4", "--preset", cfg, "--weights",
+                                          "random", cwd=tmp_path), match="counts in beats")
+    assert "dream.step_size" in line and "--song" in line and "bpm" in line
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[motion]\nzoom = "1.01 + 0.01*sin(t"\n')
+    assert_fails_fast(*run_process("zoom", src, "-o", tmp_path / "z.mp4", "--config", bad, cwd=tmp_path),
+                      match=r"motion\.zoom .*at position 18 of .*expected .\)., found the end")
