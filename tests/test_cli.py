@@ -279,7 +279,9 @@ def test_version_and_help(runner):
 
 # ---- fail fast: a bad command line is refused in about a second, before any framework is imported -------------
 
-FRAMEWORKS = ("tensorflow", "keras", "jax", "torch")
+# Slow imports that a refused command must not pay for (TensorFlow alone takes 3-6 s on a 2-core machine). How
+# fast the refusal is lives in the import list, not in a wall-clock bound: timings belong in benchmarks/.
+FRAMEWORKS = ("tensorflow", "keras", "jax", "torch", "gradio", "ray")
 # Runs the real entry point (dreamvid.cli:main) and, at exit, writes which frameworks the process imported.
 _PROBE = f"""
 import atexit, os, sys
@@ -291,7 +293,6 @@ sys.argv = ["dreamvid", *sys.argv[1:]]
 from dreamvid.cli import main
 main()
 """
-FAST_FAIL_SECONDS = 3.0  # about 1 s on an idle 2-core machine; importing TensorFlow alone takes 3-6 s there
 
 
 def run_process(*args, cwd: Path) -> tuple[subprocess.CompletedProcess, float, list[str]]:
@@ -314,7 +315,6 @@ def assert_fails_fast(proc, elapsed, imported, match: str) -> str:
     assert len(lines) == 1, f"expected only the error line, got {lines}"
     assert lines[0].startswith("error: ") and re.search(match, lines[0]), lines[0]
     assert imported == [], f"imported {imported} before refusing the command"
-    assert elapsed < FAST_FAIL_SECONDS, f"took {elapsed:.1f} s to refuse the command"
     return lines[0]
 
 
@@ -364,7 +364,7 @@ def test_a_bad_command_fails_fast_with_one_line_and_no_framework(image_file, tmp
 def test_layers_needs_no_framework(tmp_path):
     proc, elapsed, imported = run_process("layers", "--size", 299, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert imported == [] and elapsed < FAST_FAIL_SECONDS
+    assert imported == []
     assert re.search(r"^\s*mixed10\s+\(None, 8, 8, 2048\)", proc.stdout, re.M), proc.stdout
 
 
