@@ -199,6 +199,9 @@ def test_config_keys_take_schedules_and_round_trip():
     assert d["dream"]["layers"] == "mixed3:{0:1, 60:0},mixed5[1,2,3]:{0:0, 60:1}"
     again = resolve(d)
     assert again == cfg and hash(again) == hash(cfg)
+    table = resolve({"dream": {"layers": {"mixed3": "0%:1, 100%:0", "mixed5": 1.5}}})  # the table form
+    assert [(s.name, s.weight, s.schedule) for s in table.dream.layers] == [("mixed3", 1.0, "0%:1, 100%:0"),
+                                                                             ("mixed5", 1.5, None)]
     other = resolve({**d, "dream": {**d["dream"], "step_size": "0:0.01, 8b:0.04"}})
     assert other != cfg and other.to_dict() != d
 
