@@ -284,3 +284,12 @@ def test_lysergic_preset_dreams_a_natural_image(dreamer):
     assert out.shape == img.shape
     assert factor >= 1.5, f"objective rose only x{factor:.2f}"
     assert change > 10, f"mean abs change only {change:.1f}/255"
+
+
+def test_objective_of_a_frame_smaller_than_the_network_minimum(dreamer, natural_image):
+    # The report's dream_gain measures mixed3+mixed5 on every tenth frame; at --max-side 48 the frame is smaller
+    # than mixed5's pooling allows and TensorFlow raised. It is measured at the size it is dreamed at instead.
+    probe = FAST.replace(layers=parse_layers("mixed3:1,mixed5:1"))
+    small = resize(natural_image.astype(np.float32), (36, 48)).clip(0, 255).astype(np.uint8)
+    value = dreamer.objective_value(small, probe)
+    assert math.isfinite(value) and value > 0

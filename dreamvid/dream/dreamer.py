@@ -243,8 +243,10 @@ class Dreamer:
 
     def objective_value(self, image: np.ndarray, params: DreamParams) -> float:
         """The layer objective (``params.layers`` only: no guide or class) of a uint8 image (or float image in
-        [-1, 1]) at full size, without roll."""
+        [-1, 1]) at full size (at the network's minimum size if smaller, as a dream would see it), without roll."""
         x = to_unit(image) if image.dtype == np.uint8 else image.astype(np.float32)
+        if _dream_shape(x.shape[:2]) != x.shape[:2]:  # too small for the deep layers' pooling
+            x = resize(x, _dream_shape(x.shape[:2]))
         obj = Objective(params.layers)
         _, loss = tiled_gradient(x, self.step_fn(obj), obj.weights, tile=params.tile_size,
                                  overlap=params.tile_overlap, batch=self.tile_batch)
