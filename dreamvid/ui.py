@@ -108,8 +108,10 @@ def controls() -> list[Control]:
         Control("seed", "dream", "seed", 0, 9999, 1),
         Control("coherence", "video", "coherence", choices=("anchor", "blend", "none"),
                 info="anchor: the carried dream is held in the ascent; blend: feedback; none: per frame"),
-        Control("anchor", "video", "anchor", 0.0, 3.0, 0.05, "pull toward the carried dream (coherence = anchor; seen in the strip)"),
-        Control("blend", "video", "blend", 0.0, 1.0, 0.05, "share of the previous dream carried (coherence = blend; seen in the strip)"),
+        Control("anchor", "video", "anchor", 0.0, 3.0, 0.05,
+                "pull toward the carried dream (coherence = anchor; seen in the strip)"),
+        Control("blend", "video", "blend", 0.0, 1.0, 0.05,
+                "share of the previous dream carried (coherence = blend; seen in the strip)"),
     ]
     out += [Control(f"layer:{n}", "layers", n, 0.0, 3.0, 0.05) for n in LAYER_NAMES]
     out.append(Control("react", None, "music reaction", 0.0, 2.0, 0.05,
@@ -760,10 +762,15 @@ class Studio:
         from .pipeline import check
 
         check(opts)  # one clear line before the thread starts
+        job = self._new_job("render", opts.output)
         record = {"options": {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(opts).items()},
                   "config": cfg.to_dict(), "preset": self.preset}
-        atomic_write_bytes(_job_record(opts.output), json.dumps(record, indent=2).encode(), overwrite=False)
-        return self._run(self._new_job("render", opts.output), opts, cfg)
+        try:
+            atomic_write_bytes(_job_record(opts.output), json.dumps(record, indent=2).encode(), overwrite=False)
+        except BaseException:
+            job.status = "failed"
+            raise
+        return self._run(job, opts, cfg)
 
     def resumable(self) -> list[dict[str, Any]]:
         """Interrupted renders in ``renders/`` that :meth:`resume` can finish: name, frames done and total."""
@@ -1065,7 +1072,8 @@ def build(studio: Studio):
                     load(path)
                 except DreamvidError as e:  # one line on the page (the previous input, if any, stays loaded)
                     return f"**error:** {e}", gr.skip(), gr.skip(), gr.skip()
-                fr = gr.update(maximum=max(1, studio.frames - 1), value=studio.frame, interactive=studio.info is not None)
+                fr = gr.update(maximum=max(1, studio.frames - 1), value=studio.frame,
+                               interactive=studio.info is not None)
                 return studio.summary(), gr.skip(), fr, _plot_or_none()
 
             return handler
@@ -1175,6 +1183,8 @@ def build(studio: Studio):
                 _progress_html(job),
                 _measures_md(job),
                 str(job.output) if job is not None and job.status == "done" and job.kind != "strip" else None,
+                str(job.output) if job is not None and job.status == "done" and job.kind == "strip" else None,
+                *(str(p) if p is not None else None for p in (studio.clip, studio.song, studio.still)),
             ]
             return out + [st.get(k) for k in keys]
 
@@ -1185,7 +1195,8 @@ def build(studio: Studio):
             evs.append(comp.upload(on_input(kind, load), comp, [inputs_md, comp, frame, plot_img],
                                    show_progress="minimal"))
             comp.clear(on_clear(kind), None, [inputs_md, plot_img], show_progress="hidden")
-        preset.change(on_preset, preset, [message, *setting_comps], show_progress="hidden")
+        # .input: the user's choice only (a page reload sets the value too, and must keep the tuned sliders)
+        preset.input(on_preset, preset, [message, *setting_comps], show_progress="hidden")
         if "creativity" in comps:
             comps["creativity"].input(on_lever, comps["creativity"], setting_comps, show_progress="hidden")
         req_triggers = [c.change for c in setting_comps] + [frame.change]
@@ -1206,7 +1217,7 @@ def build(studio: Studio):
         timer.tick(poll, seen, [progress, measures, download, strip_vid, resume_dd, model_md, seen],
                    show_progress="hidden")
         page.load(on_load, None, [frame, preset, inputs_md, source_img, preview_img, preview_md, plot_img, progress,
-                                  measures, download, *setting_comps])
+                                  measures, download, strip_vid, clip_in, song_in, still_in, *setting_comps])
     return page
 
 

@@ -221,6 +221,26 @@ def test_preview_keeps_only_the_newest_request(tmp_path, dreamer, natural_image)
     assert r4 is not None and r4.error and "every layer weight is 0" in r4.message
 
 
+@pytest.mark.skipif(WEIGHTS_FILE is None, reason="trained weights not available: set DREAMVID_WEIGHTS")
+def test_render_of_a_still_is_the_cli_dream(tmp_path, dreamer, natural_image):
+    studio = ui.Studio(tmp_path / "wd", dreamer=dreamer).start()
+    studio.load_still(write_rgb(tmp_path / "cat.png", natural_image))
+    studio.request_preview(0, {"octaves": 1, "steps": 2, "step_size": 0.05})
+    job = studio.start_render()
+    with pytest.raises(OutputError, match="is running"):
+        studio.start_render()
+    deadline = time.monotonic() + 60
+    while job.active and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert job.status == "done", job.message
+    assert job.output.parent == studio.workdir / "renders" and job.done == job.total == 2
+    from dreamvid.images import read_image
+
+    assert np.array_equal(read_image(job.output), dreamer.dream(natural_image, studio.config().dream))
+    assert json.loads(job.output.with_name(job.output.name + ".dreamvid.json").read_text())["config"]["dream"][
+        "steps"] == 2
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # in a real browser
 
@@ -363,6 +383,7 @@ def test_page_in_a_real_browser(app_server, browser, tmp_path):
     d.get(app_server["url"])
     upload = "#clip-upload input[type=file]"
     _wait("the page", lambda: d.find_elements(By.CSS_SELECTOR, upload), timeout=60)
+    _wait("the page's state", lambda: "no input loaded" in _text(d, "#inputs"), timeout=60)  # its load event ran
     _wait("the model", lambda: "model: weights" in _text(d, "#model-status"), timeout=120)
 
     # an upload that is not a clip: one clear line on the page, no traceback
@@ -371,7 +392,8 @@ def test_page_in_a_real_browser(app_server, browser, tmp_path):
     d.find_element(By.CSS_SELECTOR, upload).send_keys(str(bad))
     _wait("the upload's error", lambda: "error:" in _text(d, "#inputs"), timeout=60)
     assert "Traceback" not in d.page_source and "broken" in _text(d, "#inputs")
-    d.find_element(By.CSS_SELECTOR, "#clip-upload button[aria-label='Clear']").click()
+    _wait("the upload's clear button", lambda: d.find_elements(By.CSS_SELECTOR, "#clip-upload button[aria-label='Clear']"),
+          timeout=20)[0].click()
     _wait("the upload box again", lambda: d.find_elements(By.CSS_SELECTOR, upload), timeout=20)
 
     # the bundled clip and song: the first frame is dreamed, the song's plot appears
@@ -418,6 +440,9 @@ def test_page_in_a_real_browser(app_server, browser, tmp_path):
     assert answer < 3.0 and dreamed[-1] < 30
     assert [x["reused"] for x in latencies if x["control"] == "ctl-strength"] == [True]  # the governor alone
 
+    if os.environ.get("DREAMVID_UI_SCREENSHOT"):  # the page as tuned: thumbnail, frame 40, the song's plot
+        _screenshot(d, Path(os.environ["DREAMVID_UI_SCREENSHOT"]))
+
     # save a preset; the CLI reads it unchanged
     _set(d, "#preset-name textarea, #preset-name input", "by-eye")
     d.find_element(By.CSS_SELECTOR, "#preset-save").click()
@@ -447,6 +472,7 @@ def test_page_in_a_real_browser(app_server, browser, tmp_path):
     d.refresh()
     _wait("the page again", lambda: d.find_elements(By.CSS_SELECTOR, "#resume-button"), timeout=60)
     _wait("the interrupted render listed after a reload", lambda: _resume_choice(d), timeout=20)
+    assert "bigbuckbunny" in _text(d, "#clip-upload") and "groove" in _text(d, "#song-upload")  # re-attached
     d.find_element(By.CSS_SELECTOR, "#resume-button").click()
     _wait("the resumed render", lambda: _progress(d)[0] in ("running", "done"), timeout=60)
     d.refresh()  # a render in progress survives a reload: the page re-attaches to it
@@ -461,8 +487,14 @@ def test_page_in_a_real_browser(app_server, browser, tmp_path):
     assert f"| frames | {report['frames']} |" in _text(d, "#measures").replace("\n", " ") or report["frames"] == 30
     assert report["config"]["dream"]["octaves"] == 1 and report["song"].endswith("groove.wav")
 
-    if os.environ.get("DREAMVID_UI_SCREENSHOT"):
-        _screenshot(d, Path(os.environ["DREAMVID_UI_SCREENSHOT"]))
+    # a strip: a short coherent render from this frame at preview size, shown looping
+    _set(d, "#strip-seconds input[type=range]", 0.2)
+    d.find_element(By.CSS_SELECTOR, "#strip-button").click()
+    _wait("the strip", lambda: d.execute_script("const v = document.querySelector('#strip video'); "
+                                                "return v && v.getAttribute('src');"), timeout=120)
+    assert d.execute_script("return document.querySelector('#strip video').loop;")
+    strip = json.loads((app_server["workdir"] / "strips" / "strip.report.json").read_text())
+    assert strip["frames"] == 5 and strip["start_frame"] == 40 and max(strip["size"]) == 360
 
     # nothing was written outside the working folder (cwd and HOME are fresh folders)
     assert [p.name for p in app_server["run"].iterdir()] == ["wd"]
@@ -490,6 +522,7 @@ def _resume_choice(d) -> str:
 
 def _screenshot(d, path: Path) -> None:
     import cv2
+    from PIL import Image  # matplotlib's dependency: a 256-colour PNG keeps docs/ui.png small
 
     d.execute_script("window.scrollTo(0, 0);")
     raw = d.get_screenshot_as_png()
@@ -498,6 +531,5 @@ def _screenshot(d, path: Path) -> None:
     scale = 900 / img.shape[1]
     img = cv2.resize(img, (900, round(img.shape[0] * scale)), interpolation=cv2.INTER_AREA)
     path.parent.mkdir(parents=True, exist_ok=True)
-    ok, buf = cv2.imencode(".png", img, [cv2.IMWRITE_PNG_COMPRESSION, 9])
-    assert ok
-    path.write_bytes(buf.tobytes())
+    Image.fromarray(cv2.cvtColor(img, cv2.COLOR_BGR2RGB)).quantize(256, dither=Image.Dither.NONE).save(
+        path, optimize=True)
