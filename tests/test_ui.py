@@ -521,8 +521,9 @@ def _resume_choice(d) -> str:
 
 
 def _screenshot(d, path: Path) -> None:
+    # PIL is matplotlib's dependency: a 256-colour PNG keeps docs/ui.png small
     import cv2
-    from PIL import Image  # matplotlib's dependency: a 256-colour PNG keeps docs/ui.png small
+    from PIL import Image
 
     d.execute_script("window.scrollTo(0, 0);")
     raw = d.get_screenshot_as_png()
