@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as _dt
+import errno
 import functools
 import html
 import importlib.util
@@ -1228,6 +1229,24 @@ def _presets_describe(name: str) -> str:
         return ""
 
 
+def _check_port(host: str, port: int) -> None:
+    """One clear line, before anything starts, when ``host:port`` cannot be served (taken, or no such address)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise ConfigError(f"--host {host} is not an address of this machine ({e.strerror})") from None
+    family, _, _, _, addr = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(addr)
+        except OSError as e:
+            why = "the port is in use" if e.errno == errno.EADDRINUSE else e.strerror
+            raise OutputError(f"cannot listen on {host}:{port}: {why}; choose another --port or --host") from None
+
+
 def serve(*, host: str = "127.0.0.1", port: int = 7860, share: bool = False,
           workdir: str | os.PathLike = DEFAULT_WORKDIR, preset: str | None = None, weights: str | None = None,
           backend: str | None = None, precision: str = "fp32", max_upload_mb: float = DEFAULT_UPLOAD_MB,
@@ -1239,6 +1258,7 @@ def serve(*, host: str = "127.0.0.1", port: int = 7860, share: bool = False,
     ``on_ready(url)`` is called once the page is served; with ``block`` this returns when the server stops.
     """
     check_available()
+    _check_port(host, port)
     studio = Studio(workdir, weights=weights, backend=backend, precision=precision, max_upload_mb=max_upload_mb)
     if preset:
         studio.set_preset(preset)
@@ -1253,8 +1273,8 @@ def serve(*, host: str = "127.0.0.1", port: int = 7860, share: bool = False,
             allowed_paths=[str(studio.workdir)], max_file_size=studio.max_upload_bytes, ssr_mode=False,
             show_error=False, footer_links=[],
         )
-    except OSError as e:
-        raise OutputError(f"cannot listen on {host}:{port} ({e}); choose another --port") from None
+    except OSError:
+        raise OutputError(f"cannot listen on {host}:{port}: the port is in use; choose another --port") from None
     if on_ready is not None:
         on_ready(share_url or url)
     if block:

@@ -70,6 +70,22 @@ def test_ui_bad_port_and_preset_are_one_line():
         assert res.exit_code == 2 and "did you mean 'lysergic'" in res.output
 
 
+def test_ui_refuses_bad_weights_before_importing_gradio_or_a_framework(tmp_path):
+    from .test_cli import assert_fails_fast, run_process
+
+    (tmp_path / "notweights.h5").write_text("these are not weights\n")
+    proc, elapsed, imported = run_process("ui", "--weights", tmp_path / "notweights.h5", "--port", _free_port(),
+                                          cwd=tmp_path)
+    assert_fails_fast(proc, elapsed, imported, r"notweights\.h5")
+    assert not (tmp_path / "dreamvid-ui").exists()  # refused before the working folder was made
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        proc, elapsed, imported = run_process("ui", "--port", taken.getsockname()[1], "--weights", WEIGHTS_FILE or "random",
+                                              cwd=tmp_path)
+    assert_fails_fast(proc, elapsed, imported, r"cannot listen on 127\.0\.0\.1:\d+: the port is in use")
+
+
 @pytest.mark.parametrize("name", sorted(presets.available()))
 def test_every_preset_survives_toml(name):
     """to_toml writes what config.resolve reads back to the same Config ([audio.layers] inline tables too)."""
