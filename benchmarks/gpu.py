@@ -4,6 +4,7 @@
     python benchmarks/gpu.py --backends jax --precisions bf16 --sizes 1920x1080 --frames 16
     python benchmarks/gpu.py --sizes 640x360 --frames 1 --no-end-to-end    # a quick look on a CPU
     python benchmarks/gpu.py --backends "" --no-baseline                   # only the CPU stages, per frame
+    python benchmarks/gpu.py --backends jax --sizes 160x90 --frames 2 --repeat 1  # everything, tiny, on a CPU
 
 The workload (issue 5): layers mixed3, mixed4 and mixed5 equally weighted; 3 octaves at scale 1.4; 6 steps per
 octave; flow blending on (end to end). Tiles are as large as the frame (``--tile-size``), as a GPU wants.
@@ -15,6 +16,9 @@ import):
 - ``dream_fps``: frames/s of the dream alone (3 octaves × 6 steps, each frame from its source frame);
 - ``tflops`` and ``peak``: convolution work done per second (forward + input gradient, counted from the
   network's shapes) and its fraction of the device's dense bf16 peak (``--peak-tflops``; known GPUs by name);
+- ``frame_fps`` and ``frame_ms`` (JAX): one carried frame as one compiled program (coherence, the carried octaves,
+  the governor), split into the flow pair (CPU, ahead), the upload of the frame and its flows, the program, the
+  download, and the fresh frame's program; ``frame_peak``: the program's share of the bf16 peak;
 - ``e2e_fps`` and the seconds per stage: ``dreamvid render`` of ``--frames`` frames of the example clip scaled to
   the size (decode, flow, dream, encode overlapped), from its report, with ``accelerator_idle_fraction``.
 
@@ -50,12 +54,12 @@ def octave_sizes(h: int, w: int) -> list[tuple[int, int]]:
     return octave_shapes(h, w, octaves=OCTAVES, scale=SCALE)
 
 
-def source_frame(h: int, w: int):
-    """A real frame from the example clip, scaled to h×w (uint8 RGB)."""
+def source_frame(h: int, w: int, index: int = 60):
+    """A real frame (``index``) from the example clip, scaled to h×w (uint8 RGB)."""
     import cv2
 
     cap = cv2.VideoCapture(str(ROOT / "examples" / "bigbuckbunny.mp4"))
-    cap.set(cv2.CAP_PROP_POS_FRAMES, 60)
+    cap.set(cv2.CAP_PROP_POS_FRAMES, index)
     ok, bgr = cap.read()
     cap.release()
     assert ok, "examples/bigbuckbunny.mp4 is unreadable"
@@ -139,7 +143,8 @@ def child(args) -> None:
     params = dataclasses.replace(DreamParams(), layers=parse_layers(LAYERS), octaves=OCTAVES, octave_scale=SCALE,
                                  steps=STEPS, step_size=STEP_SIZE, tile_size=args.tile_size, tile_overlap=64)
     for precision in args.precisions.split(","):
-        dreamer = Dreamer(weights=args.weights, backend=backend, precision=precision)
+        # frame=True: the one-program frame wherever the backend has it, a CPU included (its "auto" is GPU only)
+        dreamer = Dreamer(weights=args.weights, backend=backend, precision=precision, frame=True)
         name = device_name(dreamer.backend_name)
         peak = peak_for(name, args.peak_tflops)
         feats = model.feature_model(dreamer.weights, obj.names, precision)
@@ -160,6 +165,12 @@ def child(args) -> None:
                        tflops=round(flops_frame / frame_s / 1e12, 2),
                        step_tflops=round(flops_step / step_s / 1e12, 2),
                        peak=round(flops_frame / frame_s / 1e12 / peak, 4) if peak else None)
+            if dreamer.frame:  # the one-program frame (JAX): its own split, and its share of the peak
+                split = frame_split(dreamer, params, h, w, args.repeat)
+                row.update(split)
+                carried_flops = sum(STEPS * 2 * conv_flops(feats, *s) for s in octave_sizes(h, w)[-2:])
+                row["frame_peak"] = (round(carried_flops / (split["frame_ms"]["program"] / 1000) / 1e12 / peak, 4)
+                                     if peak else None)
             if args.end_to_end:
                 row.update(end_to_end(dreamer, params, w, h, args))
             print("ROW " + json.dumps(row), flush=True)
@@ -179,6 +190,53 @@ def step_seconds(dreamer, obj, params, x, repeat: int) -> float:
         return timed(lambda: be.to_host(fused(x, shifts, obj.weights, STEP_SIZE)[0]), repeat) / n
     one = dataclasses.replace(params, octaves=1, steps=n)
     return timed(lambda: dreamer.dream_float(x, one, rng=np.random.default_rng(0)), repeat) / n
+
+
+def frame_split(dreamer, params, h: int, w: int, repeat: int) -> dict:
+    """Milliseconds of one carried frame in the one-program path, by stage: the flow pair (CPU, in the render's
+    decode thread), the upload of the frame and its flows, the program (coherence, the carried octaves' ascent,
+    governor; inputs already on the device, as the decode thread stages them), the download of the result; and the
+    fresh frame's program (all octaves, e.g. after a scene cut)."""
+    import jax
+    import numpy as np
+
+    from dreamvid.backends import jax_frame
+    from dreamvid.config import VideoParams
+    from dreamvid.video import flow_pair
+
+    a, b = source_frame(h, w, 60), source_frame(h, w, 61)
+    video = VideoParams(strength=12.0)
+    flow_s = timed(lambda: flow_pair(b, a, max_side=video.flow_max_side), repeat)
+    flows = flow_pair(b, a, max_side=video.flow_max_side)
+    t = time.perf_counter()
+    prev, _ = dreamer.dream_frame(a, params, rng=np.random.default_rng(0), video=video, target=12.0)
+    fresh_first = time.perf_counter() - t
+    dreamer.dream_frame(b, params, rng=np.random.default_rng(0), video=video, carry=(a, prev, *flows), target=12.0)
+
+    def upload():
+        jax.block_until_ready([jax.device_put(x) for x in (b, *flows)])
+
+    def staged(fn):
+        def run():
+            inputs = (a, prev.copy(), *flows)
+            dreamer.stage(b, *inputs)
+            jax.block_until_ready([v for _, v in list(jax_frame._STAGED.values())])  # the copies are done
+            t = time.perf_counter()
+            fn(inputs)
+            return time.perf_counter() - t
+        return lambda: min(run() for _ in range(repeat))
+
+    on_device = jax.device_put(b)
+    download = timed(lambda: np.asarray(on_device + 0), repeat) - timed(lambda: (on_device + 0).block_until_ready(),
+                                                                        repeat)
+    carried = staged(lambda inputs: dreamer.dream_frame(b, params, rng=np.random.default_rng(0), video=video,
+                                                          carry=inputs, target=12.0))()
+    fresh = staged(lambda inputs: dreamer.dream_frame(b, params, rng=np.random.default_rng(0), video=video,
+                                                        target=12.0))()
+    ms = {"flow": flow_s, "upload": timed(upload, repeat), "program": carried - max(0.0, download),
+          "download": max(0.0, download), "fresh_program": fresh}
+    return {"frame_ms": {k: round(1000 * v, 2) for k, v in ms.items()}, "frame_fps": round(1 / carried, 3),
+            "frame_compile_s": round(fresh_first, 2)}
 
 
 def end_to_end(dreamer, params, w: int, h: int, args) -> dict:
@@ -222,7 +280,8 @@ def cpu_stages(args) -> None:
             dreams = [np.clip(f.astype(np.int16) + rng.integers(-20, 21, f.shape), 0, 255).astype(np.uint8)
                       for f in frames]
             stab, strength = metrics.StabilityMeter(), metrics.StrengthMeter()
-            acc = dict.fromkeys(("scene_cut", "flow", "init", "metrics", "png", "x264 medium", "x264 veryfast"), 0.0)
+            acc = dict.fromkeys(("scene_cut", "flow", "init", "metrics", "strength", "png", "png compressed",
+                                 "x264 medium", "x264 veryfast"), 0.0)
             writers = {p: video.FrameWriter(Path(tmp) / f"{p}.mp4", fps=25.0, size=(w, h), preset=p)
                        for p in ("medium", "veryfast")}
             for k in range(1, n):
@@ -235,9 +294,14 @@ def cpu_stages(args) -> None:
                 _, mask = video.coherent_init(src, prev, dreams[k - 1], flows=flows)
                 t3 = time.perf_counter()
                 stab.update_with_flow(prev, src, dreams[k - 1], dreams[k], bwd=flows[0], mask=mask)
-                strength.update(src, dreams[k])
                 t4 = time.perf_counter()
-                write_image(Path(tmp) / f"{k}.png", dreams[k], overwrite=True)
+                strength.update(src, dreams[k])  # on the dream's thread; the stability measure runs behind it
+                acc["strength"] += time.perf_counter() - t4
+                t4 = time.perf_counter()
+                write_image(Path(tmp) / f"{k}.png", dreams[k], overwrite=True, fast=True)  # the render's checkpoint
+                t5 = time.perf_counter()
+                write_image(Path(tmp) / f"{k}c.png", dreams[k], overwrite=True)
+                acc["png compressed"] += time.perf_counter() - t5
                 t5 = time.perf_counter()
                 for p, wr in writers.items():
                     t6 = time.perf_counter()
@@ -340,6 +404,8 @@ def format_row(r: dict) -> str:
              f"dream {r['dream_fps']:>7.3f} fps"]
     if r.get("tflops") is not None:
         cells.append(f"{r['tflops']:>7.2f} TFLOP/s" + (f" ({100 * r['peak']:.1f} % of peak)" if r.get("peak") else ""))
+    if r.get("frame_fps") is not None:
+        cells.append(f"frame program {r['frame_fps']:.3f} fps {r['frame_ms']}")
     if r.get("e2e_fps") is not None:
         cells.append(f"e2e {r['e2e_fps']:.3f} fps idle {r['idle']}  stages {r['stage_s']}")
     return " | ".join(cells)
@@ -408,7 +474,9 @@ def main() -> None:
         for r in rows_net:
             if "peer" not in r["backend"] and r["size"] in best_peer:
                 print(f"  {r['backend']:<10} {r['precision']:<5} {r['size']:>9}: dream "
-                      f"{r['dream_fps'] / best_peer[r['size']]:.2f}×")
+                      f"{r['dream_fps'] / best_peer[r['size']]:.2f}×"
+                      + (f", frame program {r['frame_fps'] / best_peer[r['size']]:.2f}×" if r.get("frame_fps") else "")
+                      + (f", end to end {r['e2e_fps'] / best_peer[r['size']]:.2f}×" if r.get("e2e_fps") else ""))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
 

@@ -53,14 +53,14 @@ class FramePlan:
 
     Attributes
     ----------
-    init : float32 (H, W, 3) in [-1, 1], where the ascent starts
-    anchor : Anchor or None, what holds it (None: a fresh frame, or a mode without an anchor)
+    init : float32 (H, W, 3) in [-1, 1], where the ascent starts (None where the frame was planned on the device)
+    anchor : Anchor or None, what holds it (None: a fresh frame, a mode without an anchor, or planned on the device)
     mask : float32 (H, W) in [0, 1] or None, the forward–backward consistency mask of the flow (None without one);
         the anchor's weight also includes the photometric mask
     carried : bool, whether anything of the previous frame was carried
     """
 
-    init: np.ndarray
+    init: np.ndarray | None
     anchor: Anchor | None
     mask: np.ndarray | None
     carried: bool
@@ -161,9 +161,23 @@ class Coherence:
 
         ``params`` is the frame's :class:`~dreamvid.config.DreamParams`; ``rng`` defaults to one seeded with
         ``params.seed`` (the same jitter sequence on every frame, so a carried dream regrows the same detail).
+
+        Where the dreamer runs whole frames on the device (``Dreamer.dream_frame``: JAX, layer terms) the plan, the
+        dream and the governor run there as one program, with the same results; the plan returned then holds only
+        ``carried`` (its arrays stay on the device).
         """
-        plan = self.plan(src, prev_src, prev_out, flows=flows, cut=cut, blend=blend)
         rng = rng if rng is not None else np.random.default_rng(params.seed)
+        device = getattr(dreamer, "dream_frame", None)
+        if device is not None:
+            v = self.v
+            carry = not (prev_src is None or prev_out is None or flows is None or cut or v.coherence == "none")
+            carry = carry and not (v.coherence == "blend" and (v.blend if blend is None else blend) <= 0)
+            got = device(src, params, rng=rng, video=v, carry=(prev_src, prev_out, *flows) if carry else None,
+                         blend=blend, target=target)
+            if got is not None:
+                out, self.gain = got
+                return out, FramePlan(None, None, None, carry)
+        plan = self.plan(src, prev_src, prev_out, flows=flows, cut=cut, blend=blend)
         raw = dreamer.dream_float(plan.init, params, rng=rng, anchor=plan.anchor)
         return self.finish(src, raw, target=target), plan
 

@@ -150,13 +150,22 @@ def fit(img: np.ndarray, max_side: int | None) -> np.ndarray:
     return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
 
 
-def write_image(path: str | os.PathLike, img: np.ndarray, *, overwrite: bool = False, quality: int = 95) -> Path:
-    """Write uint8 RGB atomically; the format follows the suffix."""
+def write_image(path: str | os.PathLike, img: np.ndarray, *, overwrite: bool = False, quality: int = 95,
+                fast: bool = False) -> Path:
+    """Write uint8 RGB atomically; the format follows the suffix.
+
+    ``fast`` stores a PNG uncompressed and unfiltered: at 1080p about 10 ms of CPU instead of about 85 ms, for
+    6.2 MB instead of 4.3 MB (the render's lossless checkpoints, which live only until their segment is encoded).
+    """
     path = Path(path)
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         raise OutputError(f"cannot tell the image format of {path}: end the name in .jpg, .png, .webp, .bmp or .tif")
     bgr = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
     params = [cv2.IMWRITE_JPEG_QUALITY, quality] if path.suffix.lower() in (".jpg", ".jpeg") else []
+    if fast and path.suffix.lower() == ".png":
+        params = [cv2.IMWRITE_PNG_COMPRESSION, 0]
+        if hasattr(cv2, "IMWRITE_PNG_FILTER"):  # OpenCV >= 4.11
+            params += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE]
     ok, buf = cv2.imencode(path.suffix.lower(), bgr, params)
     if not ok:
         raise OutputError(f"could not encode {path}")

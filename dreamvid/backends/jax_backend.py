@@ -141,10 +141,8 @@ def make_octave(model, *, channels, precision: str = "fp32", jit: str | bool = "
     @functools.lru_cache(maxsize=None)
     def program(H: int, W: int):
         plan = tile_plan(H, W, tile=tile, overlap=overlap)
-        windows = {pos: jnp.asarray(plan.window(*pos)[..., None]) for pos in plan.positions}
-        inverse = jnp.asarray(plan.inverse_weight_sum[..., None])
 
-        def gradient(x, weights):
+        def gradient(x, weights, tv, ntv, windows, inverse):
             if plan.single:
                 g, losses = grad(x[None], weights, tv, ntv)
                 return g[0], losses[0]
@@ -155,28 +153,46 @@ def make_octave(model, *, channels, precision: str = "fp32", jit: str | bool = "
                 g, losses = grad(tiles, weights, tv, ntv)
                 loss_sum = loss_sum + jnp.sum(losses)
                 for (y, xx), gi in zip(chunk, g):
-                    acc = acc.at[y : y + plan.th, xx : xx + plan.tw].add(gi * windows[(y, xx)])
+                    acc = acc.at[y : y + plan.th, xx : xx + plan.tw].add(gi * windows[f"{y},{xx}"])
             return acc * inverse, loss_sum / plan.count
 
-        def one_step(x, shift, weights, step_size):
-            g, loss = gradient(jnp.roll(x, (shift[0], shift[1]), axis=(0, 1)), weights)
+        # the model's variables and the tile windows are arguments, not constants baked into the program
+        def one_step(x, shift, weights, step_size, tv, ntv, windows, inverse):
+            g, loss = gradient(jnp.roll(x, (shift[0], shift[1]), axis=(0, 1)), weights, tv, ntv, windows, inverse)
             g = jnp.roll(g, (-shift[0], -shift[1]), axis=(0, 1))
             # normalised as in the original DeepDream (and as the host loop does)
             return jnp.clip(x + (step_size / (jnp.mean(jnp.abs(g)) + 1e-8)) * g, -1.0, 1.0), loss
 
-        return jax.jit(one_step) if _use_jit(jit) else one_step
+        windows = {f"{y},{x}": jnp.asarray(plan.window(y, x)[..., None]) for y, x in plan.positions}
+        consts = (tv, ntv, windows, jnp.asarray(plan.inverse_weight_sum[..., None]))
+        return (jax.jit(one_step) if _use_jit(jit) else one_step), consts
 
     def octave(img, shifts, weights, step_size: float):
         x = jnp.asarray(img, jnp.float32)
-        fn = program(int(x.shape[0]), int(x.shape[1]))
+        fn, consts = program(int(x.shape[0]), int(x.shape[1]))
         w, size = jnp.asarray(weights, jnp.float32), jnp.float32(step_size)
         losses = []
         for shift in np.asarray(shifts, np.int32):  # dispatch is asynchronous: the image never leaves the device
-            x, loss = fn(x, jnp.asarray(shift), w, size)
+            x, loss = fn(x, jnp.asarray(shift), w, size, *consts)
             losses.append(loss)
         return x, (jnp.stack(losses) if losses else jnp.zeros((0,), jnp.float32))
 
+    octave.program = program  # (H, W) -> (jitted step, its constant arguments): for tests and benchmarks
     return octave
+
+
+def make_frame(model, **kwargs):
+    """One compiled program per video frame: coherence, every octave and step, the governor (``jax_frame``)."""
+    from .jax_frame import make_frame as build
+
+    return build(model, **kwargs)
+
+
+def stage(*arrays) -> None:
+    """Start copying host arrays to the device for a coming frame program (``jax_frame.stage``)."""
+    from .jax_frame import stage as start
+
+    start(*arrays)
 
 
 def to_host(x) -> np.ndarray:

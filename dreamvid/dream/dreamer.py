@@ -112,13 +112,15 @@ class Dreamer:
     precision : ``"fp32"`` or ``"bf16"`` (where the backend supports it)
     tile_batch : how many tiles go through the network at once (memory vs. speed)
     fused : run each octave's whole ascent on the device where the backend can (JAX); ``"auto"`` = yes
+    frame : dream each video frame as one compiled program (coherence, every octave and step, the governor) where
+        the backend can (JAX) and the objective has only layer terms; ``"auto"`` = on a GPU
     top_weights : the ImageNet top for class dreaming (see :func:`dreamvid.model.resolve_top`); None: the usual
         places (``$DREAMVID_TOP_WEIGHTS``, Keras' cache), downloaded where needed
     """
 
     def __init__(self, *, weights=None, backend: str | None = None, precision: str = "fp32",
                  jit: str | bool = "auto", tile_batch: int = 4, seed: int = 0, fused: str | bool = "auto",
-                 top_weights=None):
+                 top_weights=None, frame: str | bool = "auto"):
         self._backend = backends.load(backend)
         self.backend_name = self._backend.name
         self.weights = model.resolve_weights(weights, seed=seed)
@@ -132,6 +134,11 @@ class Dreamer:
         self.top_weights = top_weights
         has_fused = hasattr(self._backend, "make_octave")
         self.fused = has_fused if fused == "auto" else bool(fused) and has_fused
+        # "auto": on a GPU; XLA:CPU runs the program's step loop (a while loop) without intra-op threads, slower
+        # than the host loop there (benchmarks/gpu.py measures both)
+        has_frame = hasattr(self._backend, "make_frame")
+        self.frame = has_frame and self._backend.has_gpu() if frame == "auto" else bool(frame) and has_frame
+        self._frames: dict[tuple, Callable] = {}
 
     # -- compiled state, built once --------------------------------------------------------------------------
     def step_fn(self, objective: Objective):
@@ -157,9 +164,31 @@ class Dreamer:
             )
         return self._octaves[key]
 
-    def warm_up(self, params: DreamParams, shape: tuple[int, int]) -> None:
-        """Compile every octave/tile shape a run of ``params`` at ``shape`` will use, before the first frame."""
+    def frame_fn(self, objective: Objective, params: DreamParams):
+        """The backend's one-program frame (see ``jax_frame.FrameRunner``), or None: no such backend, or an
+        objective with guide or class terms (those frames take the host path)."""
+        if not self.frame or objective.matches:
+            return None
+        key = (objective.structure, params.tile_size, params.tile_overlap)
+        if key not in self._frames:
+            feats = model.feature_model(self.weights, objective.names, self.precision)
+            self._frames[key] = self._backend.make_frame(
+                feats, channels=objective.channels, precision=self.precision, jit=self.jit,
+                tile=params.tile_size, overlap=params.tile_overlap, batch=self.tile_batch,
+            )
+        return self._frames[key]
+
+    def warm_up(self, params: DreamParams, shape: tuple[int, int], *, video=None) -> None:
+        """Compile every octave/tile shape a run of ``params`` at ``shape`` will use, before the first frame
+        (with ``video``, a render's :class:`~dreamvid.config.VideoParams`: its fresh and carried frame programs)."""
         obj = self.objective(params)
+        if video is not None and self.frame_fn(obj, params) is not None:
+            src, flow = np.zeros((*shape, 3), np.uint8), np.zeros((*shape, 2), np.float32)
+            rng = np.random.default_rng(0)
+            self.dream_frame(src, params, rng=rng, video=video, steps=0)
+            if video.coherence != "none":
+                self.dream_frame(src, params, rng=rng, video=video, steps=0, carry=(src, src, flow, flow), blend=1.0)
+            return
         fused = self.octave_fn(obj, params)
         step = None if fused else obj.bind(self.step_fn(obj))
         for s in octave_shapes(*_dream_shape(shape), octaves=params.octaves, scale=params.octave_scale):
@@ -306,6 +335,60 @@ class Dreamer:
             for s in range(params.steps):
                 callback(StepInfo(i, n_octaves, s, params.steps, float(losses[s]), img.shape[:2]))
         return img
+
+    def stage(self, *arrays: np.ndarray) -> None:
+        """Start copying a coming frame's arrays (source, flows) to the device, where frames run there: called
+        ahead (the render's decode thread), so the copy is off the dream's critical path. A no-op elsewhere."""
+        if self.frame:
+            self._backend.stage(*arrays)
+
+    def dream_frame(self, src: np.ndarray, params: DreamParams, *, rng: np.random.Generator, video,
+                    carry: tuple[np.ndarray, ...] | None = None, blend: float | None = None,
+                    target: float | None = None, steps: int | None = None) -> tuple[np.ndarray, float] | None:
+        """A whole video frame as one program on the device: ``(out uint8 (H, W, 3), gain)``, or None where the
+        backend or the objective has none (the caller then takes the host path).
+
+        What :meth:`dreamvid.coherence.Coherence.dream` does for a frame — plan from the previous frame, dream,
+        govern — with the same results (within float rounding) and the same draws from ``rng``.
+
+        Parameters
+        ----------
+        src : uint8 (H, W, 3), the source frame
+        video : VideoParams: the coherence mode and its settings, the gain limits
+        carry : (prev_src, prev_out, bwd, fwd) for a frame that carries the previous one, else None (fresh)
+        blend : "blend" mode's blend for this frame (default ``video.blend``)
+        target : the governor's target in grey levels (None or <= 0: off)
+        steps : steps per octave instead of ``params.steps`` (0 compiles without dreaming)
+        """
+        obj = self.objective(params)
+        runner = self.frame_fn(obj, params)
+        if runner is None:
+            return None
+        H, W = src.shape[:2]
+        dream = _dream_shape((H, W))
+        shapes = octave_shapes(*dream, octaves=params.octaves, scale=params.octave_scale)
+        mode = None
+        b = video.blend if blend is None else float(blend)
+        if carry is not None and video.coherence == "anchor":
+            mode = "anchor"
+            if video.carried_octaves > 0:
+                shapes = shapes[-video.carried_octaves:]
+        elif carry is not None and video.coherence == "blend" and b > 0:
+            mode = "blend"
+        n = params.steps if steps is None else int(steps)
+        cap = max(8, 1 << max(0, params.steps - 1).bit_length())  # few programs when the music varies the steps
+        shifts = np.zeros((len(shapes), cap, 2), np.int32)
+        if n:
+            for i in range(len(shapes)):
+                shifts[i, :n] = [_draw_shift(rng, params.jitter) for _ in range(n)]
+        lo, hi = video.gain_limits
+        scalars = {"step_size": params.step_size, "target": target or 0.0, "lo": lo, "hi": hi,
+                   "tol": video.consistency, "alpha": video.photometric, "strength": video.anchor,
+                   "carried_step": video.carried_step, "blend": b}
+        out, gain, _ = runner(src, dream=dream, shapes=shapes, mode=mode, warp=video.warp,
+                              prev=carry if mode else None, shifts=shifts, n_steps=n, weights=obj.weights,
+                              scalars=scalars)
+        return out, gain
 
     def dream(self, image: np.ndarray, params: DreamParams, *, rng: np.random.Generator | None = None,
               callback: Callable[[StepInfo], None] | None = None, anchor: Anchor | None = None) -> np.ndarray:
