@@ -212,6 +212,7 @@ def render(
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted render of the same output.")] = False,
     keep_work: Annotated[bool, typer.Option("--keep-work", help="Keep the work folder (checkpointed frames) after success.")] = False,
     crf: Annotated[int, typer.Option("--crf", help="H.264 quality, 0 (lossless) to 51; 18 is visually lossless.")] = 18,
+    x264_preset: Annotated[str, typer.Option("--x264-preset", help="x264 speed preset, ultrafast..veryslow; veryfast keeps up with a GPU's real-time render.")] = "medium",
     preset: Preset = None, config: ConfigFile = None, layers: Layers = None, octaves: Octaves = None,
     octave_scale: OctaveScale = None, steps: Steps = None, step_size: StepSize = None, jitter: Jitter = None,
     tile_size: TileSize = None, seed: Seed = None, weights: Weights = None, backend: Backend = None,
@@ -228,6 +229,12 @@ def render(
         raise ConfigError(f"--react must be from 0 to 10, got {react}")
     if not 0 <= crf <= 51:
         raise ConfigError(f"--crf must be from 0 to 51, got {crf}")
+    from .errors import suggest
+    from .video.encode import X264_PRESETS
+
+    if x264_preset not in X264_PRESETS:
+        raise ConfigError(f"--x264-preset '{x264_preset}' is unknown{suggest(x264_preset, X264_PRESETS)}; use one of "
+                          f"{', '.join(X264_PRESETS)}")
     if start < 0:
         raise ConfigError(f"--start must be >= 0, got {start}")
     if duration is not None and not duration > 0:
@@ -237,7 +244,7 @@ def render(
                   **_direction(creativity, guide, guide_weight, dream_class, class_weight))
     opts = RenderOptions(input=clip, output=output, song=song, loop_song=loop_song, start=start, duration=duration,
                          max_side=max_side, react=react, overwrite=overwrite, resume=resume, crf=crf,
-                         keep_work=keep_work)
+                         x264_preset=x264_preset, keep_work=keep_work)
     _check_render(opts)
     _check_schedules(cfg, song)
     _check_engine(weights, backend, precision, cfg.dream.seed)
