@@ -322,6 +322,7 @@ class Studio:
         self.settings: dict[str, Any] = settings_of(self.base)
         self.frame = 0
         self._features: dict[tuple, Any] = {}
+        self._plotted: tuple | None = None  # what cache/analysis.png shows
         self._source: tuple[tuple, np.ndarray] | None = None
         self._raw: tuple[str, np.ndarray] | None = None  # the last preview's dream, before the governor
         # the dreamer, built once
@@ -566,14 +567,20 @@ class Studio:
     def plot(self, frame: int | None = None) -> Path | None:
         """The song's analysis plot with ``frame`` marked (``<workdir>/cache/analysis.png``), or None."""
         from .plot import plot_analysis
+        from .schedule import analysis_options
 
-        feats = self.features(self.config())
+        cfg = self.config()
+        feats = self.features(cfg)
         if feats is None:
             return None
         k = self.frame if frame is None else frame
         out = self.workdir / "cache" / "analysis.png"
+        key = (str(self.song), feats.fps, feats.n_frames, tuple(sorted(analysis_options(cfg.audio).items())), k)
+        if self._plotted == key and out.is_file():  # a page (re)load: the plot as it is
+            return out
         plot_analysis(feats, out, title=f"{self.song.name}: frame {k} at {k / feats.fps:.2f} s", overwrite=True,
                       dpi=60, marker=k / feats.fps)
+        self._plotted = key
         return out
 
     # -- previews ---------------------------------------------------------------------------------------------

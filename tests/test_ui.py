@@ -386,6 +386,21 @@ def _src(driver, sel: str) -> str:
                                  "return i ? i.getAttribute('src') || '' : '';") or ""
 
 
+def _value(driver, sel: str) -> str:
+    """A slider's value, as its number box shows it."""
+    return driver.execute_script(f"const i = document.querySelector({json.dumps(sel + ' input[type=number]')}); "
+                                 "return i ? i.value : '';") or ""
+
+
+def _choose(driver, sel: str, option: str) -> None:
+    """Pick ``option`` in a dropdown the way a user does: open it, click the option."""
+    from selenium.webdriver.common.by import By
+
+    driver.find_element(By.CSS_SELECTOR, f"{sel} input").click()
+    _wait(f"{option} in {sel}", lambda: [o for o in driver.find_elements(By.CSS_SELECTOR, "[role=option]")
+                                         if o.get_attribute("aria-label") == option], timeout=10)[0].click()
+
+
 def _set(driver, sel: str, value) -> None:
     driver.execute_script(_JS_SET, sel, value)
 
@@ -401,6 +416,16 @@ def test_page_in_a_real_browser(app_server, browser, tmp_path):
     _wait("the page", lambda: d.find_elements(By.CSS_SELECTOR, upload), timeout=60)
     _wait("the page's state", lambda: "no input loaded" in _text(d, "#inputs"), timeout=60)  # its load event ran
     _wait("the model", lambda: "model: weights" in _text(d, "#model-status"), timeout=120)
+
+    # a preset sets every slider; the creativity lever sets layers, step size, steps and octaves
+    _choose(d, "#preset", "subtle")
+    _wait("subtle's sliders", lambda: _value(d, "#ctl-jitter") == "16" and "preset subtle" in _text(d, "#message"))
+    if d.find_elements(By.CSS_SELECTOR, "#ctl-creativity"):
+        _set(d, "#ctl-creativity input[type=range]", 1)
+        _wait("the lever's sliders", lambda: _value(d, "#ctl-steps") == "14" and _value(d, "#ctl-layer-mixed6") == "0.5")
+    _choose(d, "#preset", "thumbnail")
+    _wait("thumbnail's sliders", lambda: (_value(d, "#ctl-jitter"), _value(d, "#ctl-steps"),
+                                          _value(d, "#ctl-layer-mixed6")) == ("24", "6", "0"))
 
     # an upload that is not a clip: one clear line on the page, no traceback
     bad = tmp_path / "broken.mp4"
@@ -488,7 +513,8 @@ def test_page_in_a_real_browser(app_server, browser, tmp_path):
     d.refresh()
     _wait("the page again", lambda: d.find_elements(By.CSS_SELECTOR, "#resume-button"), timeout=60)
     _wait("the interrupted render listed after a reload", lambda: _resume_choice(d), timeout=20)
-    assert "bigbuckbunny" in _text(d, "#clip-upload") and "groove" in _text(d, "#song-upload")  # re-attached
+    _wait("the inputs re-attached", lambda: "bigbuckbunny" in _text(d, "#clip-upload")
+          and "groove" in _text(d, "#song-upload"), timeout=60)
     d.find_element(By.CSS_SELECTOR, "#resume-button").click()
     _wait("the resumed render", lambda: _progress(d)[0] in ("running", "done"), timeout=60)
     d.refresh()  # a render in progress survives a reload: the page re-attaches to it
@@ -514,6 +540,8 @@ def test_page_in_a_real_browser(app_server, browser, tmp_path):
 
     # nothing was written outside the working folder (cwd and HOME are fresh folders)
     assert [p.name for p in app_server["run"].iterdir()] == ["wd"]
+    # in HOME only the libraries' own caches, as any dreamvid command leaves them (Keras' config, fonts, weights)
+    assert {p.name for p in app_server["home"].iterdir()} <= {".keras", ".mpl", ".cache", ".dreamvid-cache"}
     assert "Traceback" not in app_server["log"].read_text()
 
 
