@@ -385,6 +385,8 @@ def zoom(
     octave_scale: OctaveScale = None, steps: Steps = None, step_size: StepSize = None, jitter: Jitter = None,
     tile_size: TileSize = None, seed: Seed = None, weights: Weights = None, backend: Backend = None,
     precision: Precision = "fp32", max_side: MaxSide = None, overwrite: Overwrite = False, quiet: Quiet = False,
+    creativity: Creativity = None, guide: Guide = None, guide_weight: GuideWeight = None,
+    dream_class: DreamClass = None, class_weight: ClassWeight = None,
 ):
     """The infinite zoom: each frame is the previous dream moved by the preset's [motion], then dreamed again."""
     from .errors import ConfigError
@@ -398,12 +400,14 @@ def zoom(
     if seconds is None and song is None:
         seconds = 10.0
     cfg = _config(preset or "zoom-tunnel", config, layers=layers, octaves=octaves, octave_scale=octave_scale,
-                  steps=steps, step_size=step_size, jitter=jitter, tile_size=tile_size, seed=seed)
+                  steps=steps, step_size=step_size, jitter=jitter, tile_size=tile_size, seed=seed,
+                  **_direction(creativity, guide, guide_weight, dream_class, class_weight))
     opts = RenderOptions(input=image, output=output, song=song, duration=seconds, max_side=max_side, react=react,
                          overwrite=overwrite, resume=resume, crf=crf, keep_work=keep_work, feedback=True, fps=fps)
     check(opts)
     _check_schedules(cfg, song)
     _check_engine(weights, backend, precision, cfg.dream.seed)
+    _check_targets(cfg.dream)
     dreamer = _dreamer(weights, backend, precision, cfg.dream.seed)
     report = _render_with_progress(opts, cfg, dreamer, quiet, "zooming")
     say(out, f"{report['output']}  ({report['frames']} frames, dream_strength {report['dream_strength']}, "

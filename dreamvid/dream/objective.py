@@ -68,6 +68,19 @@ class Match:
         return Match(self.layer, self.weight * float(k), self.target, self.kind)
 
 
+def centre(features: np.ndarray) -> np.ndarray:
+    """Each row less its mean over channels: float32 (K, C), every row orthogonal to the all-ones direction.
+
+    A layer term's gradient with respect to its activation is the same at every channel (``1/C`` per position),
+    and a guide's features (ReLU outputs, all >= 0) lean strongly that way: their cosine with the all-ones
+    direction is 0.4-0.5 at mixed3-5. Uncentred, about half of a guide term's pull is the plain dream's own pull,
+    and the image gradient of a pure guide dream has cosine ~0.69 with the unguided one's; centred, ~0.5, and
+    the guide's share of the objective decides what is left (docs/creative.md).
+    """
+    f = np.asarray(features, np.float32)
+    return f - f.mean(axis=-1, keepdims=True)
+
+
 def _scale_target(target: np.ndarray, gauge: float) -> np.ndarray:
     t = np.asarray(target, np.float32)
     if t.ndim == 1:
@@ -100,10 +113,14 @@ class Objective:
 
     @classmethod
     def guide(cls, layer: str, features: np.ndarray, *, weight: float = 1.0) -> Objective:
-        """Match ``layer``'s features to a guide's: ``features`` is the guide's activation, (h, w, C) or (K, C)."""
+        """Match ``layer``'s features to a guide's: ``features`` is the guide's activation, (h, w, C) or (K, C).
+
+        Each guide feature is centred across its channels before it is scaled (:func:`centre`): the part of it
+        that is "more of every channel" is the layer term's own direction, and is left to the layer term, so the
+        guide term pulls only toward what sets the guide apart."""
         parse_layers(layer)  # a clear error for an unknown layer
         f = np.asarray(features, np.float32)
-        f = f.reshape(-1, f.shape[-1])
+        f = centre(f.reshape(-1, f.shape[-1]))
         return cls((), (Match(layer, float(weight), _scale_target(f, GAUGE["guide"]), "guide"),))
 
     @classmethod
@@ -125,15 +142,14 @@ class Objective:
         result is ``(1 - class_weight) * that + class_weight * class``.
         """
         obj = cls(params.layers)
-        if guide:
-            total = sum(abs(s.weight) for s in params.layers) or 1.0
+        gw = float(params.guide_weight)
+        if guide and gw > 0:  # guide_weight 0 is the unguided objective itself (the same compiled step)
             g = cls(())
-            for s in params.layers:
-                g = g + cls.guide(s.name, guide[s.name], weight=s.weight / total)
-            gw = float(params.guide_weight)
+            for s in params.layers:  # each layer's guide term weighs what its layer term weighs
+                g = g + cls.guide(s.name, guide[s.name], weight=s.weight)
             obj = (1.0 - gw) * obj + gw * g
-        if class_vector is not None:
-            cw = float(params.class_weight)
+        cw = float(params.class_weight)
+        if class_vector is not None and cw > 0:
             obj = (1.0 - cw) * obj + cw * cls.direction(CLASS_LAYER, class_vector)
         return obj
 
