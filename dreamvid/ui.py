@@ -1080,6 +1080,8 @@ def build(studio: Studio):
                     load(path)
                 except DreamvidError as e:  # one line on the page (the previous input, if any, stays loaded)
                     return f"**error:** {e}", gr.skip(), gr.skip(), gr.skip()
+                except Exception as e:  # noqa: BLE001 - one line, the traceback in ui.log
+                    return f"**error:** {studio._internal(e)}", gr.skip(), gr.skip(), gr.skip()
                 fr = gr.update(maximum=max(1, studio.frames - 1), value=studio.frame,
                                interactive=studio.info is not None)
                 return studio.summary(), gr.skip(), fr, _plot_or_none()
@@ -1135,6 +1137,8 @@ def build(studio: Studio):
                 return "strip started"
             except DreamvidError as e:
                 return f"**error:** {e}"
+            except Exception as e:  # noqa: BLE001
+                return f"**error:** {studio._internal(e)}"
 
         def on_render(start, dur, side, crf):
             try:
@@ -1143,6 +1147,8 @@ def build(studio: Studio):
                 return "render started"
             except DreamvidError as e:
                 return f"**error:** {e}"
+            except Exception as e:  # noqa: BLE001
+                return f"**error:** {studio._internal(e)}"
 
         def on_stop():
             return "stopping after this frame…" if studio.stop() else "nothing is running"
@@ -1153,12 +1159,16 @@ def build(studio: Studio):
                 return "resumed"
             except DreamvidError as e:
                 return f"**error:** {e}"
+            except Exception as e:  # noqa: BLE001
+                return f"**error:** {studio._internal(e)}"
 
         def on_save(name, desc, over):
             try:
                 path = studio.save_preset(name, description=desc, overwrite=bool(over))
             except DreamvidError as e:
                 return f"**error:** {e}", gr.update()
+            except Exception as e:  # noqa: BLE001
+                return f"**error:** {studio._internal(e)}", gr.update()
             return (f"saved `{path}`: `dreamvid render CLIP --preset {path}` reads it",
                     gr.update(choices=studio.preset_choices()))
 
