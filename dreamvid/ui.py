@@ -840,9 +840,9 @@ class Studio:
             job.status, job.done, job.total, job.resumed_from = "running", done, total, done
 
         def on_frame(ev):
+            job.done = ev.index + 1  # the frame is finished (kept by a stop) before this is called
             if job.stop.is_set():
                 raise _Stopped
-            job.done = ev.index + 1
             if ev.resumed:  # a frame the interrupted run had finished
                 return
             now = time.time()

@@ -257,6 +257,35 @@ def test_render_of_a_still_is_the_cli_dream(tmp_path, dreamer, natural_image):
         "steps"] == 2
 
 
+@pytest.mark.skipif(WEIGHTS_FILE is None, reason="trained weights not available: set DREAMVID_WEIGHTS")
+def test_an_interrupted_render_resumes_in_a_new_app(tmp_path, dreamer):
+    """Stopped in one app, finished by the next on the same working folder, from its own record."""
+    def finish(job, timeout=120):
+        deadline = time.monotonic() + timeout
+        while job.active and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return job
+
+    first = ui.Studio(tmp_path / "wd", dreamer=dreamer).start()
+    first.load_clip(EXAMPLES / "bigbuckbunny.mp4")
+    first.request_preview(0, {"octaves": 1, "steps": 1, "seed": 3})
+    job = first.start_render(duration=0.4, max_side=96)
+    deadline = time.monotonic() + 60
+    while job.done < 2 and job.active and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert first.stop()
+    assert finish(job).status == "stopped", job.message
+    assert first.resumable() == [{"name": job.output.stem, "done": job.done, "total": 10}]
+    second = ui.Studio(tmp_path / "wd", dreamer=dreamer).start()  # the app restarted: default settings
+    assert second.settings["steps"] != 1 and second.resumable()[0]["name"] == job.output.stem
+    with pytest.raises(InputError, match="no interrupted render named"):
+        second.resume("nothing-here")
+    again = finish(second.resume(job.output.stem))
+    assert again.status == "done", again.message
+    assert again.report["frames"] == 10 and again.report["resumed_at_frames"] == [job.done]
+    assert again.report["config"]["dream"]["steps"] == 1 and second.resumable() == []
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # in a real browser
 
