@@ -24,6 +24,7 @@ import dataclasses
 import datetime as _dt
 import errno
 import functools
+import hashlib
 import html
 import importlib.util
 import json
@@ -666,13 +667,16 @@ class Studio:
             feats = self.features(cfg)
             if superseded():
                 raise _Superseded
-            fp = self._schedule(cfg, feats, react).frame(frame)
+            sched = self._schedule(cfg, feats, react)
+            fp = sched.frame(frame)
             params, target = fp.dream, cfg.video.strength * fp.strength
+            src = _moved(sched, src, frame)
             music = f", music ×{fp.strength:.2f}" if feats is not None and react > 0 else ""
             what = f"frame {frame} ({frame / self.info.fps:.2f} s) at {src.shape[1]}×{src.shape[0]}{music}"
         # the dream itself depends on the frame and the dream parameters only (a first frame carries nothing):
         # a change of the governor's strength, the coherence or the blend re-uses it
-        raw_key = json.dumps([key, frame, dataclasses.asdict(params)], sort_keys=True, default=str)
+        raw_key = json.dumps([key, frame, dataclasses.asdict(params), hashlib.blake2b(src.tobytes()).hexdigest()],
+                             sort_keys=True, default=str)
         if self._raw is not None and self._raw[0] == raw_key:
             raw, reused = self._raw[1], True
         else:
@@ -930,6 +934,17 @@ class Studio:
             raise OutputError(f"a preset named {name} exists in {path.parent}: tick overwrite, or choose another name")
         atomic_write_bytes(path, text.encode(), overwrite=overwrite)
         return path
+
+
+def _moved(schedule, src: np.ndarray, k: int) -> np.ndarray:
+    """Footage frame ``k`` as the render dreams it: moved by the ``[motion]`` camera up to ``k`` and the music's zoom
+    pulse (the pipeline's own mover; left as it is where this version of the pipeline has none)."""
+    from . import pipeline
+
+    mover = getattr(pipeline, "_mover", None)
+    if mover is None:
+        return src
+    return mover(schedule, (src.shape[1], src.shape[0]))(k, src)
 
 
 def _job_record(output: Path) -> Path:

@@ -238,6 +238,26 @@ def test_preview_keeps_only_the_newest_request(tmp_path, dreamer, natural_image)
 
 
 @pytest.mark.skipif(WEIGHTS_FILE is None, reason="trained weights not available: set DREAMVID_WEIGHTS")
+def test_preview_shows_the_frame_as_the_camera_moved_it(tmp_path, dreamer):
+    """A preset with a [motion] camera: the preview's source at frame k is the footage moved up to k, as rendered."""
+    from dreamvid import pipeline, video
+
+    if not hasattr(pipeline, "_mover") or "zoom-tunnel" not in presets.available():
+        pytest.skip("this version of the pipeline has no [motion] camera")
+    studio = ui.Studio(tmp_path / "wd", dreamer=dreamer).start()
+    studio.load_clip(EXAMPLES / "bigbuckbunny.mp4")
+    info = studio.info
+    size = video.output_size(info.width, info.height, ui.PREVIEW_SIDE)
+    raw = next(iter(video.iter_frames(studio.clip, first=30, count=1, size=size, info=info)))
+    tiny = {"octaves": 1, "steps": 1}
+    for preset, moved in (("thumbnail", False), ("zoom-tunnel", True)):
+        studio.set_preset(preset)
+        r = studio.wait_preview(studio.request_preview(30, tiny), timeout=60)
+        assert r is not None and not r.error, r and r.message
+        assert (np.abs(r.source.astype(int) - raw.astype(int)).mean() > 5) == moved, preset
+
+
+@pytest.mark.skipif(WEIGHTS_FILE is None, reason="trained weights not available: set DREAMVID_WEIGHTS")
 def test_render_of_a_still_is_the_cli_dream(tmp_path, dreamer, natural_image):
     studio = ui.Studio(tmp_path / "wd", dreamer=dreamer).start()
     studio.load_still(write_rgb(tmp_path / "cat.png", natural_image))
