@@ -8,7 +8,7 @@ Each runner is a whole process, timed from the outside (start-up and model loadi
 
 - ``one process``: ``dreamvid render`` of each job, one after another (one model load per job),
 - ``local``: ``dreamvid batch jobs.toml --workers N`` (one model load per worker),
-- ``ray``: ``dreamvid batch jobs.toml --ray`` (a local Ray instance with ``N`` CPUs).
+- ``ray``: ``dreamvid batch jobs.toml --ray`` (a local Ray instance over all the CPUs).
 
 Reported per runner: wall seconds, frames/s (frames of output over wall time), the overhead ratio against one
 process, the frames dreamed (chunks dream extra warm-up frames), and the peak RSS of each worker (the one process's

@@ -836,6 +836,8 @@ class WorkerStatus:
     busy: float = 0.0
     pid: int | None = None
     peak_rss_mb: float | None = None
+    models_loaded: int = 0  # Dreamers this worker built (one per weights/backend/precision, however many jobs)
+    tasks: int = 0
 
 
 @dataclass
@@ -925,11 +927,15 @@ class _Events:
         self.conn.send(item)
 
 
-def _worker_main(wid: int, device: str | None, inbox, conn) -> None:
+def _worker_main(wid: int, device: str | None, inbox, conn, threads: int | None = None) -> None:
     """A worker process: its own device, one Dreamer per engine, tasks from ``inbox`` until None."""
     events = _Events(conn)
     if device is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = device
+    if threads:  # CPU workers share the cores instead of each taking them all (read when the framework loads)
+        for var in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            os.environ.setdefault(var, str(threads))
+        os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the workers
@@ -956,6 +962,7 @@ def _worker_main(wid: int, device: str | None, inbox, conn) -> None:
         try:
             result = run_task(task, on_frame=on_frame, on_warning=on_warning)
             result["peak_rss_mb"] = _peak_rss_mb()
+            result["models_loaded"] = len(_DREAMERS)
             events.put(("done", wid, task.id, result))
         except BaseException as e:  # noqa: BLE001 - reported; the parent decides (retry, smaller tiles, or fail the job)
             kind = "oom" if is_oom(e) else ("user" if isinstance(e, DreamvidError) else "crash")
@@ -1197,7 +1204,9 @@ class _Pool:
         self.next_id += 1
         inbox = self.ctx.Queue()
         recv, send = self.ctx.Pipe(duplex=False)
-        p = self.ctx.Process(target=_worker_main, args=(wid, device, inbox, send), daemon=True,
+        # CPU workers split the cores between them (on a GPU the CPU threads mostly wait)
+        threads = None if device is not None else max(1, (os.cpu_count() or 1) // max(1, len(self.devices)))
+        p = self.ctx.Process(target=_worker_main, args=(wid, device, inbox, send, threads), daemon=True,
                              name=f"dreamvid-worker-{wid}")
         p.start()
         send.close()  # the worker holds the only writing end: its death is an EOF here
@@ -1278,6 +1287,8 @@ class _Pool:
             self.holding[wid], self.ws[wid].task = None, None
             if kind == "done":
                 self.ws[wid].peak_rss_mb = payload.get("peak_rss_mb")
+                self.ws[wid].models_loaded = payload.get("models_loaded", 0)
+                self.ws[wid].tasks += 1
                 run.done(t, payload)
                 return
             why, message = payload

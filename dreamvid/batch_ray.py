@@ -40,6 +40,9 @@ def _task(task: Task) -> dict:
         return {"error": kind, "message": f"{type(e).__name__}: {e}", "pid": os.getpid()}
     result["pid"] = os.getpid()
     result["peak_rss_mb"] = _peak_rss_mb()
+    from .batch import _DREAMERS
+
+    result["models_loaded"] = len(_DREAMERS)
     return result
 
 
@@ -49,9 +52,10 @@ def run_ray(job_file: str | os.PathLike, jobs: list[Job], *, address: str | None
             on_warning: Callable[[str], None] | None = None, poll: float = 0.5) -> dict:
     """Run ``jobs`` as Ray tasks and return the batch report (the same as :func:`dreamvid.batch.run_local`'s).
 
-    ``address``: None or ``"local"`` starts a Ray instance on this machine (``num_cpus`` CPUs); ``"auto"`` joins
-    the cluster this machine belongs to; ``"ray://host:10001"`` connects to a remote cluster's head. An instance
-    already started in this process (``ray.init`` by the caller) is used as it is.
+    ``address``: None connects to the cluster ``$RAY_ADDRESS`` names (Ray's own rule), else starts a Ray instance
+    on this machine (``num_cpus`` CPUs); ``"auto"`` joins the cluster this machine is a node of;
+    ``"ray://host:10001"`` connects to a remote cluster's head. An instance already started in this process
+    (``ray.init`` by the caller) is used as it is.
     """
     ray = _import_ray()
     run = _Run(Path(job_file), jobs, overwrite, retries, on_update, on_warning)
@@ -61,11 +65,12 @@ def run_ray(job_file: str | os.PathLike, jobs: list[Job], *, address: str | None
     workers: dict[int, WorkerStatus] = {}
     if todo:
         if not ray.is_initialized():
-            kw = {"num_cpus": num_cpus} if address in (None, "local") else {"address": address}
+            kw = {"address": address} if address else ({"num_cpus": num_cpus} if num_cpus else {})
             try:
                 ray.init(include_dashboard=False, logging_level="ERROR", log_to_driver=False, **kw)
             except Exception as e:  # noqa: BLE001 - ConnectionError, ValueError, ... from ray
-                raise ConfigError(f"cannot start or reach Ray at {address or 'a local instance'}: {e}") from None
+                where = address or os.environ.get("RAY_ADDRESS") or "a local instance"
+                raise ConfigError(f"cannot start or reach Ray at {where}: {str(e).splitlines()[0] if str(e) else e!r}") from None
             started_here = True
         try:
             gpus = ray.cluster_resources().get("GPU", 0)
@@ -96,6 +101,8 @@ def run_ray(job_file: str | os.PathLike, jobs: list[Job], *, address: str | None
                         w = workers.setdefault(pid, WorkerStatus(len(workers), "GPU" if gpus else "CPU", pid=pid))
                         w.frames += result.get("frames", 0)
                         w.peak_rss_mb = max(w.peak_rss_mb or 0.0, result.get("peak_rss_mb") or 0.0)
+                        w.models_loaded = result.get("models_loaded", 0)
+                        w.tasks += 1
                         run.done(t, result)
                     elif err == "oom":
                         again = run.oom(t, result["message"])

@@ -299,7 +299,8 @@ def batch(
     retries: Annotated[int, typer.Option("--retries", help="Times a chunk whose worker died or crashed is run again.")] = 1,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Run the good jobs even if some are bad (each bad one is listed).")] = False,
     status: Annotated[bool, typer.Option("--status", help="Print the jobs and chunks and how far each got; run nothing.")] = False,
-    ray: Annotated[Optional[str], typer.Option("--ray", flag_value="local", help="Run the chunks as Ray tasks: '--ray' alone starts Ray here; '--ray auto' joins this machine's cluster; '--ray ray://HEAD:10001' a remote one. Put it after the job file.")] = None,
+    ray: Annotated[bool, typer.Option("--ray", help="Run the chunks as Ray tasks: on the cluster $RAY_ADDRESS names, else on a Ray instance started here.")] = False,
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Run on this Ray cluster (implies --ray): 'auto' (the cluster this machine is a node of) or 'ray://HEAD:10001'.")] = None,
     overwrite: Overwrite = False, quiet: Quiet = False,
 ):
     """Render a job file of renders and stills on local workers or a Ray cluster: chunked, resumable, one report."""
@@ -313,7 +314,8 @@ def batch(
         gpu_list = [g.strip() for g in gpus.split(",") if g.strip()]
         if not gpu_list or not all(g.isdigit() for g in gpu_list):
             raise ConfigError(f"--gpus must list GPU numbers such as 0,1, got {gpus!r}")
-    if ray is not None and (workers is not None or gpus is not None):
+    ray = ray or ray_address is not None
+    if ray and (workers is not None or gpus is not None):
         raise ConfigError("--ray runs on the cluster's own workers: leave out --workers and --gpus")
 
     def skipped(line, name, reason):
@@ -330,10 +332,10 @@ def batch(
             if not quiet:
                 live.update(_batch_table(st), refresh=True)
 
-        if ray is not None:
+        if ray:
             from .batch_ray import run_ray
 
-            report = run_ray(job_file, jobs, address=ray, retries=retries, overwrite=overwrite, on_update=on_update,
+            report = run_ray(job_file, jobs, address=ray_address, retries=retries, overwrite=overwrite, on_update=on_update,
                              on_warning=warn)
         else:
             report = lib.run_local(job_file, jobs, workers=workers, gpus=gpu_list, retries=retries,

@@ -20,8 +20,9 @@ from typer.testing import CliRunner
 
 from dreamvid import batch
 from dreamvid.cli import app
+from dreamvid.config import resolve
 from dreamvid.pipeline import render
-from tests.conftest import WEIGHTS_FILE
+from tests.conftest import WEIGHTS_FILE, load_example, read_rgb, write_rgb
 from tests.media import make_clip, make_song
 from tests.render_fixtures import decode_all
 
@@ -44,14 +45,18 @@ fade = 2
 @pytest.fixture(scope="module")
 def media(tmp_path_factory):
     d = tmp_path_factory.mktemp("batch_media")
+    photo = load_example("chelsea.png", 64)
+    write_rgb(d / "photos" / "b10.png", photo[::-1].copy())
+    write_rgb(d / "photos" / "b2.png", photo)
     return {"clip": make_clip(d / "cut.mp4", n=N, size=(64, 48), fps=24.0, cut_at=CUT),
-            "song": make_song(d / "song.wav", 1.0, kind="beats")}
+            "song": make_song(d / "song.wav", 1.0, kind="beats"),
+            "still": write_rgb(d / "still.png", load_example("coffee.png", 64)), "photos": d / "photos"}
 
 
 def _job_file(folder: Path, media, jobs: str, defaults: str = "") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     f = folder / "jobs.toml"
-    f.write_text(TINY + defaults + jobs.format(clip=media["clip"], song=media["song"]))
+    f.write_text(TINY + defaults + jobs.format(**{k: v for k, v in media.items() if k != "dir"}))
     return f
 
 
@@ -71,6 +76,15 @@ input = "{clip}"
 song = "{song}"
 output = "out/join.mp4"
 chunk-frames = 5
+
+[[job]]
+input = "{still}"
+output = "out/still.png"
+
+[[job]]
+name = "photos"
+input = "{photos}"
+output = "out/photos"
 """
 
 
@@ -104,7 +118,10 @@ def test_two_workers_split_at_the_cut_equal_one_process(local_run, reference):
     assert report["total"]["failed"] == 0, report
     assert report["total"]["frames_dreamed"] > N
     assert {0, 1} <= {w["id"] for w in report["workers"] if w["frames"]}  # both workers took chunks
-    assert all(w["peak_rss_mb"] for w in report["workers"])
+    assert all(w["peak_rss_mb"] for w in report["workers"] if w["tasks"])
+    # the model is loaded once per worker, for all the chunks and stills of every job it ran
+    assert sum(w["tasks"] for w in report["workers"]) == 2 + 4 + 1 + 2  # the killed attempt finished nothing
+    assert all(w["models_loaded"] == 1 for w in report["workers"] if w["tasks"]), report["workers"]
     assert updates and updates[-1] == report["total"]["frames_dreamed"]  # progress came through the callback
     out = jobs[0].output
     job_report = json.loads(out.with_name("cut.report.json").read_text())
@@ -122,7 +139,7 @@ def test_two_workers_split_at_the_cut_equal_one_process(local_run, reference):
 
 def test_a_join_inside_a_shot_is_exact_before_its_window_and_cross_fades_in_it(local_run, reference):
     _, jobs, report, _ = local_run
-    assert [j["retries"] for j in report["jobs"]] == [0, 1]  # the killed worker's chunk, run again
+    assert [j["retries"] for j in report["jobs"]] == [0, 1, 0, 0]  # the killed worker's chunk, run again
     assert "worker" in (Path(jobs[1].output).parents[1] / "jobs.batch" / "join.log").read_text()
     rep = json.loads(jobs[1].output.with_name("join.report.json").read_text())
     chunks = rep["chunks"]
@@ -142,6 +159,50 @@ def test_a_join_inside_a_shot_is_exact_before_its_window_and_cross_fades_in_it(l
     steps = [float(np.abs(frames[k + 1].astype(int) - frames[k]).mean()) for k in range(N - 1) if k + 1 != CUT]
     joins = [float(np.abs(frames[b].astype(int) - frames[b - 1]).mean()) for _, b in rep["join_windows"]]
     assert max(joins) <= 2.0 * float(np.median(steps)) + 1.0, (joins, steps)
+
+
+def test_stills_and_a_folder_of_stills(local_run, media):
+    f, jobs, report, _ = local_run
+    assert [j["state"] for j in report["jobs"]] == ["done"] * 4
+    still, photos = jobs[2], jobs[3]
+    assert (still.kind, photos.kind) == ("still", "stills")
+    assert [o.name for _, o in photos.stills] == ["b2.png", "b10.png"]  # natural order
+    for src, out in still.stills + photos.stills:
+        a, b = read_rgb(src), read_rgb(out)
+        assert a.shape == b.shape and float(np.abs(a.astype(int) - b).mean()) > 1.0, out  # dreamed
+        side = json.loads(out.with_name(out.name + ".dreamvid.json").read_text())
+        assert side["batch"] == (still.fingerprint() if out == still.output else photos.fingerprint())
+    st = batch.status(f, jobs)
+    assert [(j.state, j.chunks_done, j.chunks) for j in st.jobs.values()] == [
+        ("done", 2, 2), ("done", 4, 4), ("done", 1, 1), ("done", 2, 2)]
+
+
+def test_chunk_plans():
+    s = batch.split
+    # shots packed up to chunk-frames; a long shot split evenly, warm-up and a window at each inner split
+    assert s(30, [4, 10], chunk_frames=8, warmup=3, fade=2) == [
+        batch.Chunk(0, 0, 4), batch.Chunk(1, 4, 6), batch.Chunk(2, 10, 7, trail=2),
+        batch.Chunk(3, 14, 9, lead=3, trail=2, window=2), batch.Chunk(4, 20, 10, lead=3, window=2)]
+    # 10 + 10 frames: the two shots fit one chunk of 20
+    assert s(20, [10], chunk_frames=20, warmup=3, fade=2) == [batch.Chunk(0, 0, 20)]
+    # every frame covered once: encoded by a chunk, or in a join window
+    for chunks in (s(100, [13, 40, 41], chunk_frames=9, warmup=4, fade=3), s(7, [], chunk_frames=2, warmup=0,
+                                                                             fade=0)):
+        shown = sorted(k for c in chunks for k in range(c.first - c.window, c.end))
+        assert shown == list(range(chunks[-1].offset + chunks[-1].count))
+    # without feedback (coherence "none") frames are independent: no warm-up, no window
+    assert all(c.lead == c.trail == 0 for c in s(30, [], chunk_frames=8, warmup=3, fade=2, join_inside_shots=False))
+
+
+def test_out_of_memory_halves_the_tiles():
+    assert batch.is_oom(MemoryError()) and not batch.is_oom(ValueError("bad"))
+    assert batch.is_oom(RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"))
+    assert batch.is_oom(type("ResourceExhaustedError", (Exception,), {})("OOM when allocating tensor"))
+    cfg = resolve({"dream": {"tile_size": 256, "tile_overlap": 32}}).to_dict()
+    t = batch.Task("j", 0, "still", batch.Engine(), cfg, still=("a.png", "b.png"))
+    smaller = batch.smaller_tiles(t)
+    assert smaller.config["dream"]["tile_size"] == 128 and smaller.config["dream"]["tile_overlap"] == 32
+    assert batch.smaller_tiles(batch.smaller_tiles(smaller)) is None  # not below 64 px
 
 
 def test_a_bad_job_file_is_rejected_whole_naming_each_problem_and_line(media, tmp_path):
@@ -178,6 +239,17 @@ steps = -1
     skipped = []
     kept = batch.load_jobs(f, skip_bad=True, on_skip=lambda *p: skipped.append(p))
     assert [j.name for j in kept] == ["good"] and [p[0] for p in skipped] == [16, 22, 27]
+
+
+def test_cli_options_are_checked_before_anything_runs(media, tmp_path):
+    f = _job_file(tmp_path, media, JOBS)
+    runner = CliRunner()
+    for args, needle in ((["--ray", "--workers", "2"], "--ray runs on the cluster"), (["--gpus", "a,b"], "--gpus"),
+                         (["--ray-address", "auto", "--gpus", "0"], "--ray runs on the cluster"),
+                         (["--retries", "-1"], "--retries")):
+        result = runner.invoke(app, ["batch", str(f), *args])
+        assert result.exit_code == 2 and needle in result.output, result.output
+    assert not (tmp_path / "jobs.batch").exists()
 
 
 def test_a_killed_batch_run_again_finishes_only_what_was_left(media, reference, tmp_path):
@@ -224,7 +296,11 @@ def test_the_ray_runner_writes_what_the_local_one_does(ray_instance, local_run, 
     report = run_ray(f, jobs, retries=1)
     assert report["runner"] == "ray" and report["total"]["failed"] == 0, report
     assert report["total"]["frames_dreamed"] == sum(j["frames_dreamed"] for j in report["jobs"]) > N
-    for a, b in zip(jobs, local_jobs):
+    assert all(w["models_loaded"] == 1 for w in report["workers"])
+    for a, b in zip(jobs[:2], local_jobs[:2]):
         fa, fb = decode_all(a.output), decode_all(b.output)
         assert len(fa) == len(fb) == N
         assert all(np.array_equal(x, y) for x, y in zip(fa, fb)), a.name
+    for a, b in zip(jobs[2:], local_jobs[2:]):
+        for (_, x), (_, y) in zip(a.stills, b.stills):
+            assert np.array_equal(read_rgb(x), read_rgb(y)), x
