@@ -7,7 +7,8 @@ Two layers, so that the page holds no logic and the logic needs no browser:
     current settings, the one :class:`~dreamvid.dream.Dreamer`, a preview worker and a job runner. It calls the
     same library functions as the CLI: ``config.resolve`` (preset < the page's changes), ``pipeline.check`` and
     ``video.probe``/``check_song``/``images.read_image`` for uploads, ``Coherence`` + ``Dreamer.dream_float``
-    for a frame (the first frame of a render: the schedule's parameters at that frame, the governor),
+    for a frame (the first frame of a render: the footage as the camera moved it, the schedule's parameters at
+    that frame, the governor),
     ``stills.dream_files``, ``pipeline.render`` for the strip and the render (resumable), ``plot.plot_analysis``.
     Nothing is written outside its working folder (gradio's upload cache included).
 :func:`build` / :func:`serve`
@@ -595,9 +596,6 @@ class Studio:
             self._req = (self._gen, frame, dict(self.settings), self._input_key())
             self._cond.notify_all()
             return self._gen
-
-    def latest_gen(self) -> int:
-        return self._gen
 
     def wait_preview(self, gen: int | None = None, timeout: float = 120.0) -> Preview | None:
         """Wait for the preview of request ``gen`` (default: the newest). None if a newer request superseded it

@@ -196,12 +196,14 @@ def test_uploads_are_checked_like_cli_inputs(studio, tmp_path):
 def test_plot_marks_the_frame(tmp_path):
     import cv2
 
-    from dreamvid.audio import analyze
+    from dreamvid.audio import AudioFeatures
     from dreamvid.plot import plot_analysis
 
-    sr = 22050
-    t = np.arange(sr * 2) / sr
-    feats = analyze((0.3 * np.sin(2 * np.pi * 220 * t) * (t % 0.5 < 0.1), sr), fps=25.0)
+    n = 50  # 2 s at 25 fps, built by hand (the plot needs no analysis)
+    wave = (0.5 + 0.5 * np.sin(np.arange(n) / 3.0)).astype(np.float32)
+    feats = AudioFeatures(fps=25.0, n_frames=n, duration=2.0, sr=22050, tempo=120.0, rms=wave, energy=wave,
+                          level=wave, onset=wave[::-1].copy(), low=wave, mid=wave, high=wave,
+                          beat=np.zeros(n, np.float32), beat_frames=np.array([0, 12, 25, 37]))
     a = cv2.imread(str(plot_analysis(feats, tmp_path / "a.png", dpi=40)))
     b = cv2.imread(str(plot_analysis(feats, tmp_path / "b.png", dpi=40, marker=1.0)))
     assert a.shape == b.shape
