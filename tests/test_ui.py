@@ -239,6 +239,47 @@ def test_preview_keeps_only_the_newest_request(tmp_path, dreamer, natural_image)
     assert r4 is not None and r4.error and "every layer weight is 0" in r4.message
 
 
+class _Watched:
+    """The real Dreamer, with the gradient steps of each dream counted (the dream itself is untouched)."""
+
+    def __init__(self, dreamer):
+        self.dreamer, self.dreams, self.running = dreamer, [], [0]
+
+    def __getattr__(self, name):
+        return getattr(self.dreamer, name)
+
+    def dream_float(self, x, params, **kw):
+        callback, self.running = kw.get("callback"), [0]
+        count = self.running
+
+        def step(info):
+            count[0] += 1
+            if callback is not None:
+                callback(info)
+
+        try:
+            return self.dreamer.dream_float(x, params, **{**kw, "callback": step})
+        finally:
+            self.dreams.append((params.octaves * params.steps, count[0]))
+
+
+@pytest.mark.skipif(WEIGHTS_FILE is None, reason="trained weights not available: set DREAMVID_WEIGHTS")
+def test_a_newer_request_abandons_the_dream_under_way(tmp_path, dreamer, natural_image):
+    watched = _Watched(dreamer)
+    studio = ui.Studio(tmp_path / "wd", dreamer=watched).start()
+    studio.load_still(write_rgb(tmp_path / "cat.png", natural_image))
+    slow = studio.request_preview(0, {"octaves": 2, "steps": 40, "step_size": 0.01})
+    deadline = time.monotonic() + 60
+    while watched.running[0] < 2 and time.monotonic() < deadline:  # the slow dream is under way
+        time.sleep(0.005)
+    fast = studio.request_preview(0, {"octaves": 1, "steps": 1, "step_size": 0.01})
+    r = studio.wait_preview(fast, timeout=60)
+    assert studio.wait_preview(slow, timeout=1) is None and r is not None and r.gen == fast
+    (planned, done), last = watched.dreams[0], watched.dreams[-1]
+    assert planned == 80 and 2 <= done < 40, watched.dreams  # abandoned within its first octave
+    assert last == (1, 1) and len(watched.dreams) == 2  # then only the newest was dreamed
+
+
 @pytest.mark.skipif(WEIGHTS_FILE is None, reason="trained weights not available: set DREAMVID_WEIGHTS")
 def test_preview_shows_the_frame_as_the_camera_moved_it(tmp_path, dreamer):
     """A preset with a [motion] camera: the preview's source at frame k is the footage moved up to k, as rendered."""
