@@ -267,7 +267,7 @@ def _toward(dreamer, before, after, guide, layer="mixed4") -> tuple[float, float
 
 
 def test_guided_dream_moves_features_toward_the_guide(dreamer, cat_guide):
-    """The gallery's case in small: a cat guide on the coffee photo, the `guided` preset's layers and share.
+    """The gallery's case in small: a cat guide on the coffee photo, the `guided` preset's layers, guide_weight 0.8.
 
     Before the guide's features were centred and weighted like their layers (the review of guided-coffee.jpg),
     this dream barely moved toward the guide: rise +0.002, change-direction cosine 0.05 (plain: -0.123, -0.110);
