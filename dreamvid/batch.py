@@ -288,6 +288,15 @@ def load_jobs(job_file: str | os.PathLike, *, overwrite: bool = False, skip_bad:
             problems.append((_key_line(text, block, e.key), name, e.reason))
         except DreamvidError as e:
             problems.append((block[0], name, str(e)))
+    classy = [j for j in jobs if j.config.dream.dream_class != ""]
+    if classy:  # class dreaming needs the ImageNet top: fetched once, or refused here, before any worker starts
+        from . import model
+
+        try:
+            model.ensure_top()
+        except DreamvidError as e:
+            problems += [(j.line, j.name, str(e)) for j in classy]
+            jobs = [j for j in jobs if j.config.dream.dream_class == ""]
     if problems and not skip_bad:
         listed = "; ".join(f"line {ln} (job '{n}'): {r}" for ln, n, r in problems)
         s = "s" if len(problems) > 1 else ""

@@ -409,6 +409,28 @@ def test_cli_guided_zoom_records_the_direction(tmp_path, image_file, guide_file,
     assert np.mean([np.abs(x.astype(int) - y).mean() for x, y in zip(a, b)]) > 0.5
 
 
+def test_batch_with_a_class_and_no_top_fails_up_front(tmp_path, image_file, clean_env, monkeypatch):
+    """`dreamvid batch` fetches or refuses the ImageNet top while it checks the job file, before any worker: a
+    class job on a machine without the top is one line naming the job; with --skip-bad the other jobs run."""
+    from dreamvid import batch
+    from dreamvid.errors import ConfigError
+    from tests.test_cli import assert_fails_fast, run_process
+
+    monkeypatch.setenv(model.TOP_ENV_VAR, str(tmp_path / "absent_top.h5"))
+    src = image_file("in.png", size=(96, 64))
+    jobs = tmp_path / "jobs.toml"
+    jobs.write_text(f'[defaults]\nweights = "random"\n\n[[job]]\nname = "plain"\ninput = "{src}"\n'
+                    f'output = "plain.png"\n\n[[job]]\nname = "cats"\ninput = "{src}"\noutput = "cats.png"\n'
+                    f'[job.dream]\ndream_class = "tabby cat"\n')
+    with pytest.raises(ConfigError, match=r"1 bad job.*line 9 \(job 'cats'\): ImageNet top weights .*absent_top"):
+        batch.load_jobs(jobs)
+    skipped = []
+    kept = batch.load_jobs(jobs, skip_bad=True, on_skip=lambda *a: skipped.append(a))
+    assert [j.name for j in kept] == ["plain"] and [s[1] for s in skipped] == ["cats"]
+    line = assert_fails_fast(*run_process("batch", jobs, cwd=tmp_path), match="job 'cats'.*ImageNet top")
+    assert "absent_top.h5" in line and not (tmp_path / "plain.png").exists()
+
+
 def test_presets_docs_name_every_new_key():
     text = (REPO / "docs" / "presets.md").read_text()
     for key in ("creativity", "guide", "guide_weight", "dream_class", "class_weight"):
