@@ -20,8 +20,10 @@ one average "flower colour" everywhere. With K = 1 it is a direction in feature 
 direction of that class's row of the ImageNet top (the logit is ``mean_p <mixed10[p], kernel[:, c]> + bias[c]``:
 global average pooling followed by a dense layer is linear), so the class needs no network of its own.
 
-Targets are scaled when a term is made (:meth:`Objective.guide`, :meth:`Objective.direction`) so that one unit of
-weight moves the image about as much as one unit of a layer term: a layer term's gradient with respect to the
+A guide's features are centred across channels when the term is made (:func:`centre`): the layer term already
+pulls every channel alike, so the guide term keeps only what sets the guide apart. Targets are scaled when a term
+is made (:meth:`Objective.guide`, :meth:`Objective.direction`) so that one unit of weight moves the image about as
+much as one unit of a layer term: a layer term's gradient with respect to the
 activation has norm ``1/sqrt(C)`` per position, so each target is divided by a single scalar that gives its
 vectors a mean norm of ``GAUGE/sqrt(C)``. One scalar per guide keeps deepdream's choice of best match (raw dot
 products, not cosines).
@@ -138,8 +140,9 @@ class Objective:
         ``layers`` alone is the classic objective. With ``guide`` (each layer's guide features, as
         :meth:`Dreamer.guide_features` gives them) the layers' objective becomes
         ``(1 - guide_weight) * layers + guide_weight * guide``, where the guide term matches each of the same
-        layers, weighted like them. With ``class_vector`` (the class's column of the top kernel, (2048,)) the
-        result is ``(1 - class_weight) * that + class_weight * class``.
+        layers with that layer's weight (so the share is what it says). With ``class_vector`` (the class's column
+        of the top kernel, (2048,)) the result is ``(1 - class_weight) * that + class_weight * class``. A share of
+        0 leaves its term out: the objective, its compiled step and the dream are then exactly those without it.
         """
         obj = cls(params.layers)
         gw = float(params.guide_weight)
