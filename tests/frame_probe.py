@@ -137,6 +137,30 @@ def frames(weights: str, out: dict, info: dict) -> None:
     info["octave_hlo_chars"] = len(lowered.as_text())
 
 
+def render(weights: str, info: dict, folder: Path) -> None:
+    """A tiny render through pipeline.render with the one-program frames: the report, its stages, the frames."""
+    from dreamvid.config import resolve
+    from dreamvid.dream import Dreamer
+    from dreamvid.pipeline import RenderOptions, render
+    from dreamvid.video import FrameWriter, iter_frames
+
+    clip, out = folder / "pan.mp4", folder / "out.mp4"
+    img = pan_pair()[0]
+    with FrameWriter(clip, fps=25.0, size=(128, 112), crf=10, preset="ultrafast") as w:
+        for k in range(4):
+            w.write(np.ascontiguousarray(np.roll(img, 2 * k, axis=1)))
+    cfg = resolve({"dream": {"layers": "mixed0:1,mixed1[3-9]:0.5", "octaves": 2, "octave_scale": 1.4, "steps": 2,
+                             "step_size": 0.03, "jitter": 8, "tile_size": 512, "tile_overlap": 32},
+                   "video": {"strength": 12.0}})
+    dev = Dreamer(weights=weights, backend="jax", frame=True)
+    report = render(RenderOptions(input=clip, output=out, x264_preset="ultrafast"), cfg, dev)
+    frames = list(iter_frames(out))
+    info["render"] = {"frames": report["frames"], "decoded": len(frames), "seconds": report["seconds"],
+                      "strength": report["dream_strength"], "stability": report["temporal_stability"],
+                      "idle": report["accelerator_idle_fraction"], "programs": sum(len(r._programs)
+                                                                                    for r in dev._frames.values())}
+
+
 def main(weights: str, dest: str) -> None:
     from dreamvid import backends
 
@@ -146,6 +170,7 @@ def main(weights: str, dest: str) -> None:
     coherence_pieces(out)
     if weights != "-":
         frames(weights, out, info)
+        render(weights, info, Path(dest).parent)
     np.savez(dest, **out)
     Path(dest).with_suffix(".json").write_text(json.dumps(info))
 

@@ -126,3 +126,16 @@ def _opencv5() -> bool:
     import cv2
 
     return int(cv2.__version__.split(".")[0]) >= 5
+
+
+def test_a_render_runs_on_one_program_frames_with_the_measures_behind(probe):
+    """pipeline.render with the JAX dreamer's frame programs: every frame, dreamed to the governor's target, the
+    measures (stability) timed in their own thread, two programs (fresh, carried) compiled up front."""
+    _, info = _frames(probe)
+    r = info["render"]
+    assert r["frames"] == r["decoded"] == 4
+    assert abs(r["strength"] - 12.0) < 0.15 * 12.0, r
+    assert r["stability"] is not None and r["stability"] > 0
+    assert "measure" in r["seconds"] and r["seconds"]["measure"] > 0.0
+    assert 0.0 <= r["idle"] <= 1.0
+    assert r["programs"] == 2, r

@@ -295,9 +295,14 @@ class FrameRunner:
 
     # the gradient of the objective for one image, tiled where it does not fit one tile
     def _gradient(self, spec_shape, consts):
-        grad = jax.grad(lambda t, w, v: (lambda l: (jnp.sum(l), l))(self._losses(t, w, *v)), has_aux=True)
+        def total(tiles, weights, variables):
+            losses = self._losses(tiles, weights, *variables)
+            return jnp.sum(losses), losses
+
+        grad = jax.grad(total, has_aux=True)  # with respect to the tiles only
         plan = tile_plan(*spec_shape, tile=self.tile, overlap=self.overlap)
         if plan.single:
+
             def gradient(x, weights, variables):
                 g, losses = grad(x[None], weights, variables)
                 return g[0], losses[0]
@@ -463,5 +468,6 @@ SCALARS = ("step_size", "target", "lo", "hi", "tol", "alpha", "strength", "carri
 
 def make_frame(model, *, channels, precision: str = "fp32", jit: str | bool = "auto", tile: int = 512,
                overlap: int = 64, batch: int = 4) -> FrameRunner:
-    """The backend's frame program builder (see :class:`FrameRunner`)."""
+    """The backend's frame program builder (see :class:`FrameRunner`). ``precision`` is honoured by how the model
+    was built (bf16: Keras' mixed_bfloat16 policy); the program is always jitted (``jit`` is for the contract)."""
     return FrameRunner(model, channels=channels, tile=tile, overlap=overlap, batch=batch)
