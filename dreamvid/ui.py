@@ -734,11 +734,36 @@ class Studio:
             raise ConfigError(f"the strip is 0.04 to 30 seconds long, got {seconds:g}")
         cfg = self.config()
         start = self.frame / self.info.fps
-        opts = RenderOptions(input=self.clip, output=self.workdir / "strips" / "strip.mp4", song=self.song,
-                             loop_song=True, start=start, duration=seconds, max_side=PREVIEW_SIDE,
+        opts = RenderOptions(input=self.clip, output=self.workdir / "strips" / "strip.mp4",
+                             song=self._song_from(start), start=start, duration=seconds, max_side=PREVIEW_SIDE,
                              react=float(self.settings.get("react", 1.0)), overwrite=True, crf=20,
                              x264_preset="veryfast")
         return self._run(self._new_job("strip", opts.output), opts, cfg)
+
+    def _song_from(self, seconds: float) -> Path | None:
+        """The song from ``seconds`` on, for a strip that starts there: it hears and reacts to the music a render of
+        the whole clip has at that frame (a render's song starts with its first frame). ``strips/<song>-from-<ms>
+        ms.wav``, mono 44.1 kHz 16-bit, made once per start (the previous one is removed); silence past the song's
+        end."""
+        if self.song is None or seconds <= 0:
+            return self.song
+        import soundfile as sf
+
+        from .audio import load_song
+        from .fsutil import atomic_output
+
+        folder = self.workdir / "strips"
+        out = folder / f"{self.song.stem}-from-{round(seconds * 1000)}ms.wav"
+        if not out.is_file():
+            y, sr = load_song(self.song, sr=44100)
+            tail = y[round(seconds * sr):]
+            if tail.size == 0:
+                tail = np.zeros(sr // 10, np.float32)
+            for old in folder.glob("*-from-*ms.wav"):
+                old.unlink(missing_ok=True)
+            with atomic_output(out, overwrite=True) as tmp:
+                sf.write(str(tmp), tail, sr, subtype="PCM_16", format="WAV")
+        return out
 
     def render_name(self) -> str:
         src = self.still or self.clip

@@ -629,6 +629,7 @@ def test_page_in_a_real_browser(app_server, browser, tmp_path):
     assert d.execute_script("return document.querySelector('#strip video').loop;")
     strip = json.loads((app_server["workdir"] / "strips" / "strip.report.json").read_text())
     assert strip["frames"] == 5 and strip["start_frame"] == 40 and max(strip["size"]) == 360
+    assert strip["song"].endswith("groove-from-1600ms.wav")  # the song where a whole render has it at frame 40
 
     # nothing was written outside the working folder (cwd and HOME are fresh folders)
     assert [p.name for p in app_server["run"].iterdir()] == ["wd"]
