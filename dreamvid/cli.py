@@ -356,7 +356,8 @@ def _batch_table(st, *, chunks: bool = False) -> Table:
 
     eta = st.eta()
     table = Table("job", "kind", "state", "chunks", "frames", "retries", box=None,
-                  title=f"{st.fps():.2f} frames/s" + (f", eta {eta:.0f} s" if eta is not None and st.dreamed else ""))
+                  title=None if chunks else f"{st.fps():.2f} frames/s" + (f", eta {eta:.0f} s" if eta is not None and
+                                                                          st.dreamed else ""))
     for j in st.jobs.values():
         table.add_row(Text(j.name), Text(j.kind), Text(j.state + (f": {j.error}" if j.error else "")),
                       Text(f"{j.chunks_done}/{j.chunks}"), Text(f"{j.frames_done}/{j.frames}"), Text(str(j.retries)))
