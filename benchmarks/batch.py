@@ -37,8 +37,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def run(cmd: list[str], env: dict | None = None) -> tuple[float, float]:
-    """Run ``cmd``; (wall seconds, peak RSS in MB of the process, children included as the OS reports them)."""
+def run(cmd: list[str], env: dict | None = None) -> tuple[float, float, float]:
+    """Run ``cmd``; (wall seconds, peak RSS in MB, CPU seconds: user + system of the process and the children it
+    waited for, i.e. the local runner's workers, not Ray's, which raylet starts)."""
     t = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -48,7 +49,7 @@ def run(cmd: list[str], env: dict | None = None) -> tuple[float, float]:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{out}\n{err}")
-    return wall, usage.ru_maxrss / 1024
+    return wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
 def decode(path: Path) -> list[np.ndarray]:
@@ -85,6 +86,7 @@ def main() -> None:
     ap.add_argument("--fade", type=int, default=4)
     ap.add_argument("--weights", default=os.environ.get("DREAMVID_WEIGHTS") or "random")
     ap.add_argument("--no-ray", action="store_true")
+    ap.add_argument("--repeat", type=int, default=1, help="run the runners in turn this many times; best wall kept")
     ap.add_argument("--json", type=Path, help="also write the numbers here")
     ap.add_argument("--strip", type=Path, help="write a strip of the frames around the first join window (JPEG)")
     a = ap.parse_args()
@@ -108,33 +110,43 @@ def main() -> None:
         f.write_text("\n".join(lines))
         return f
 
-    rows = {}
-    # one process: dreamvid render, job after job
-    wall, rss = 0.0, 0.0
-    for j in range(a.jobs):
-        w, r = run(exe + ["render", a.clip, "--song", a.song, "-o", str(tmp / "one" / f"j{j}.mp4"), "--weights",
-                          a.weights, "--max-side", str(a.max_side), "--duration", repr(seconds), "--octaves",
-                          str(a.octaves), "--steps", str(a.steps), "--seed", str(j), "--quiet"])
-        wall, rss = wall + w, max(rss, r)
-    rows["one process"] = {"wall": wall, "frames_dreamed": a.frames * a.jobs, "peak_rss_mb": [round(rss)]}
-    runners = [("local", ["--workers", str(a.workers)], {})]
-    if not a.no_ray:
-        runners.append(("ray", ["--ray"], {}))
-    for name, flags, env in runners:
-        f = job_file(tmp / name)
-        w, _ = run(exe + ["batch", str(f), *flags, "--quiet"], env=env)
-        rep = json.loads((f.parent / "jobs.batch" / "batch.report.json").read_text())
-        rows[name] = {"wall": w, "frames_dreamed": rep["total"]["frames_dreamed"],
-                      "peak_rss_mb": [round(x["peak_rss_mb"] or 0) for x in rep["workers"]], "folder": f.parent}
+    runs: dict[str, list[dict]] = {}
+
+    def keep(name, row):
+        runs.setdefault(name, []).append(row)
+
+    for rnd in range(a.repeat):
+        # one process: dreamvid render, job after job
+        wall, rss, cpu = 0.0, 0.0, 0.0
+        for j in range(a.jobs):
+            w, r, c = run(exe + ["render", a.clip, "--song", a.song, "-o", str(tmp / f"one{rnd}" / f"j{j}.mp4"),
+                                 "--weights", a.weights, "--max-side", str(a.max_side), "--duration", repr(seconds),
+                                 "--octaves", str(a.octaves), "--steps", str(a.steps), "--seed", str(j), "--quiet"])
+            wall, rss, cpu = wall + w, max(rss, r), cpu + c
+        keep("one process", {"wall": wall, "cpu": cpu, "frames_dreamed": a.frames * a.jobs,
+                             "peak_rss_mb": [round(rss)]})
+        runners = [("local", ["--workers", str(a.workers)])] + ([] if a.no_ray else [("ray", ["--ray"])])
+        for name, flags in runners:
+            f = job_file(tmp / f"{name}{rnd}")
+            w, _, c = run(exe + ["batch", str(f), *flags, "--quiet"], env={"RAY_ADDRESS": ""})
+            rep = json.loads((f.parent / "jobs.batch" / "batch.report.json").read_text())
+            keep(name, {"wall": w, "cpu": c if name == "local" else None,
+                        "frames_dreamed": rep["total"]["frames_dreamed"],
+                        "peak_rss_mb": [round(x["peak_rss_mb"] or 0) for x in rep["workers"]], "folder": f.parent})
+    # the best of the repeats (the machine may be shared), with every repeat's wall time beside it
+    rows = {n: {**min(rs, key=lambda r: r["wall"]), "walls": [round(r["wall"], 1) for r in rs]}
+            for n, rs in runs.items()}
     base = rows["one process"]["wall"]
     frames = a.frames * a.jobs
     print(f"{a.jobs} jobs x {a.frames} frames at {a.max_side} px, {a.octaves} octave(s) x {a.steps} step(s), "
           f"chunk-frames {a.chunk_frames}, warmup {a.warmup}, fade {a.fade}, {a.workers} workers, {os.cpu_count()} "
           f"CPUs, load average {os.getloadavg()[0]:.1f}")
-    print(f"{'runner':<12} {'wall s':>8} {'frames/s':>9} {'x one':>6} {'dreamed':>8}  peak RSS MB per worker")
+    print(f"{'runner':<12} {'wall s':>8} {'frames/s':>9} {'x one':>6} {'CPU s':>7} {'dreamed':>8}  "
+          "peak RSS MB per worker   walls of the repeats")
     for name, r in rows.items():
-        print(f"{name:<12} {r['wall']:8.1f} {frames / r['wall']:9.3f} {r['wall'] / base:6.2f} {r['frames_dreamed']:8d}"
-              f"  {r['peak_rss_mb']}")
+        cpu = f"{r['cpu']:7.1f}" if r.get("cpu") is not None else f"{'-':>7}"
+        print(f"{name:<12} {r['wall']:8.1f} {frames / r['wall']:9.3f} {r['wall'] / base:6.2f} {cpu} "
+              f"{r['frames_dreamed']:8d}  {r['peak_rss_mb']}   {r['walls']}")
 
     # the joins: stability inside the windows vs the rest, on the local runner's outputs
     from dreamvid.video import frame_range, iter_frames, output_size

@@ -275,7 +275,8 @@ def load_jobs(job_file: str | os.PathLike, *, overwrite: bool = False, skip_bad:
         block = blocks[i] if i < len(blocks) else (1, 1)
         name = str(raw.get("name") or (Path(str(raw.get("output", f"job{i + 1}"))).stem or f"job{i + 1}"))
         try:
-            job = _check_job(i, _merge(defaults, _norm(raw)), base, block[0], overwrite=overwrite)
+            job = _check_job(i, _merge(defaults, _norm(raw)), base, block[0], overwrite=overwrite,
+                             batch_dir=batch_dir_for(path))
             if job.name in names:
                 raise _Bad("name", f"two jobs are named '{job.name}': give each a unique name")
             key = job.output.resolve()
@@ -320,7 +321,7 @@ def _merge(defaults: dict, job: dict) -> dict:
     return out
 
 
-def _check_job(i: int, raw: dict, base: Path, line: int, *, overwrite: bool) -> Job:
+def _check_job(i: int, raw: dict, base: Path, line: int, *, overwrite: bool, batch_dir: Path) -> Job:
     from . import backends, model, presets, video
     from .config import load_toml, resolve
     from .errors import suggest
@@ -450,7 +451,9 @@ def _check_job(i: int, raw: dict, base: Path, line: int, *, overwrite: bool) -> 
               loop_song=raw.get("loop-song", False), react=float(raw.get("react", 1.0)), crf=raw.get("crf", 18),
               x264_preset=raw.get("x264-preset", "medium"), chunk_frames=chunk_frames, warmup=warmup, fade=fade,
               **common)
-    done = _render_done(job)
+    # done, or this very job under way (planned with these settings; killed while publishing, its output may be
+    # in place already): its own output is no reason to refuse it
+    done = _render_done(job) or _planned(job, batch_dir)
     try:
         video.check_container(out)
         if not done:
@@ -498,6 +501,14 @@ def _job_report(job: Job) -> dict | None:
         return json.loads(report_path_for(job.output).read_text())
     except (OSError, ValueError):
         return None
+
+
+def _planned(job: Job, batch_dir: Path) -> bool:
+    try:
+        plan = json.loads((job_dir(batch_dir, job) / "plan.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(plan, dict) and plan.get("fingerprint") == job.fingerprint()
 
 
 def _render_done(job: Job) -> bool:
@@ -807,7 +818,7 @@ def finish_job(job: Job, plan: Plan | None, batch_dir: Path, *, overwrite: bool 
         "batch": {"fingerprint": job.fingerprint(), **stats},
     }
     rp = report_path_for(job.output)
-    check_output(job.output, overwrite=True if _render_done(job) else overwrite)
+    check_output(job.output, overwrite=True)  # load_jobs refused anything in the way that is not this job's
     tmp_report = d / "report.json"
     atomic_write_bytes(tmp_report, json.dumps(report, indent=2).encode())
     os.replace(final, job.output)
@@ -1025,6 +1036,10 @@ class _Run:
             if job_done(job):
                 js.state = "skipped"
                 self.log(job.name, "already done; skipped")
+                d = job_dir(self.dir, job)  # left by a run killed while tidying up after publishing
+                for p in d.iterdir() if d.is_dir() else ():
+                    if p.name != "plan.json":
+                        shutil.rmtree(p) if p.is_dir() else p.unlink()
                 continue
             js.state = "planning"
             self.update()

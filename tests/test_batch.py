@@ -241,6 +241,23 @@ steps = -1
     assert [j.name for j in kept] == ["good"] and [p[0] for p in skipped] == [16, 22, 27]
 
 
+def test_an_output_is_refused_unless_it_is_this_jobs_own(media, tmp_path):
+    f = _job_file(tmp_path, media, JOBS[: JOBS.index('[[job]]\nname = "join"')])
+    job = batch.load_jobs(f)[0]
+    job.output.parent.mkdir()
+    job.output.write_bytes(b"someone else's video")
+    with pytest.raises(batch.BatchFileError, match="cut.mp4 already exists: pass --overwrite"):
+        batch.load_jobs(f)
+    # a run killed while publishing left its own output in place: planned with these settings, it is this job's
+    plan = batch.plan_job(job, batch.batch_dir_for(f))
+    assert plan.cuts == [CUT] and len(plan.chunks) == 2
+    assert batch.load_jobs(f)[0].fingerprint() == job.fingerprint()
+    # other settings make it someone else's again
+    f.write_text(f.read_text().replace("chunk-frames = 8", "chunk-frames = 9"))
+    with pytest.raises(batch.BatchFileError, match="already exists"):
+        batch.load_jobs(f)
+
+
 def test_cli_options_are_checked_before_anything_runs(media, tmp_path):
     f = _job_file(tmp_path, media, JOBS)
     runner = CliRunner()
