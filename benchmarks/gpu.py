@@ -243,9 +243,18 @@ def end_to_end(dreamer, params, w: int, h: int, args) -> dict:
     from dreamvid.config import resolve
     from dreamvid.pipeline import RenderOptions, render
 
+    import numpy as np
+
+    from dreamvid import metrics
+    from dreamvid.config import parse_layers
+
     cfg = resolve({"dream": {"layers": LAYERS, "octaves": OCTAVES, "octave_scale": SCALE, "steps": STEPS,
                              "step_size": STEP_SIZE, "tile_size": args.tile_size},
-                   "video": {"flow": "dis", "blend": 0.6}})
+                   "video": {"flow": "dis", "blend": 0.6, "strength": 12.0}})
+    # compiled before the clock starts, as a long render amortises them: the frame programs (render's warm-up) and
+    # the dream_gain measure's network (every 10th frame, in the measures' thread)
+    dreamer.warm_up(cfg.dream, (h, w), video=cfg.video)
+    dreamer.objective_value(np.zeros((h, w, 3), np.uint8), cfg.dream.replace(layers=parse_layers(metrics.GAIN_LAYERS)))
     with tempfile.TemporaryDirectory() as tmp:
         clip = scaled_clip(w, h, args.frames, Path(tmp))
         out = Path(tmp) / "out.mp4"
