@@ -25,6 +25,11 @@ losses
 ``ForwardFn(tiles) -> activations``: float32 arrays (B, h, w, C), one per output of ``model``.
 
 A step function compiles once per input shape and is reused for every later call of that shape.
+
+Optional, where a backend can keep the work on its device (JAX): ``make_octave`` (one octave's whole ascent) and
+``make_frame`` (a whole video frame — coherence, every octave and step, the governor — as one compiled program, see
+:mod:`dreamvid.backends.jax_frame`), with ``stage(*arrays)`` to start a coming frame's copies to the device. Any
+compiled program takes the model's variables as arguments: no backend bakes the weights into a program.
 """
 
 from __future__ import annotations
