@@ -70,6 +70,8 @@ def test_ui_bad_port_and_preset_are_one_line():
         assert res.exit_code == 2 and "did you mean 'lysergic'" in res.output
 
 
+@pytest.mark.skipif(importlib.util.find_spec("gradio") is None, reason="gradio is not installed: `dreamvid ui` "
+                    "refuses with that first (pip install \"dreamvid[ui]\")")
 def test_ui_refuses_bad_weights_before_importing_gradio_or_a_framework(tmp_path):
     from .test_cli import assert_fails_fast, run_process
 
