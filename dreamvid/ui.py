@@ -52,6 +52,9 @@ from .layers import LAYER_NAMES
 __all__ = ["PREVIEW_SIDE", "Studio", "build", "check_available", "serve", "to_toml"]
 
 PREVIEW_SIDE = 360  # the preview's longest side in pixels
+# A scrub forward to frame k by fewer than _READ_ON * k + 12 frames reads on in the open decoder: a frame read costs
+# ~10 ms at 360 px (decode, scale, pipe), a frame a fresh decoder drops before k ~3 ms, its start ~0.15 s.
+_READ_ON = 0.3
 STRIP_SECONDS = 2.0
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts", ".wmv", ".flv")
 SONG_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".m4a", ".aac", ".opus")
@@ -327,6 +330,7 @@ class Studio:
         self._plotted: tuple | None = None  # what cache/analysis.png shows
         self._source: tuple[tuple, np.ndarray] | None = None
         self._raw: tuple[str, np.ndarray] | None = None  # the last preview's dream, before the governor
+        self._reader: list | None = None  # [(clip, size), next frame, frame iterator]: the preview's open decoder
         # the dreamer, built once
         self._dreamer = dreamer
         self._dreamer_ready = threading.Event()
@@ -621,7 +625,9 @@ class Studio:
         done = 0
         while True:
             with self._cond:
-                self._cond.wait_for(lambda d=done: self._req is not None and self._req[0] > d)
+                if not self._cond.wait_for(lambda d=done: self._req is not None and self._req[0] > d, timeout=30):
+                    self._close_reader()  # idle: no decoder kept waiting
+                    continue
                 gen, frame, settings, key = self._req
             superseded = functools.partial(self._superseded, gen)
             try:
@@ -698,7 +704,6 @@ class Studio:
 
     def _preview_source(self, frame: int) -> np.ndarray:
         """The source frame at preview size (the last one is cached: the sliders re-dream the same frame)."""
-        from . import video
         from .images import fit
 
         key = (self._input_key(), frame)
@@ -707,13 +712,36 @@ class Studio:
         if self._still_img is not None:
             src = fit(self._still_img, PREVIEW_SIDE)
         else:
-            info = self.info
-            size = video.output_size(info.width, info.height, PREVIEW_SIDE)
-            src = next(iter(video.iter_frames(self.clip, first=frame, count=1, size=size, info=info)), None)
-            if src is None:
-                raise InputError(f"{self.clip.name} gave no frame {frame}")
+            src = self._read_frame(frame)
         self._source = (key, src)
         return src
+
+    def _read_frame(self, k: int) -> np.ndarray:
+        """Clip frame ``k`` at preview size. The decoder is kept open after it (preview worker only): a scrub
+        forward reads on from where it is instead of decoding the clip from its start again (``video.iter_frames``
+        decodes and drops every frame before ``first``); a scrub back, or far ahead (see ``_READ_ON``), starts a
+        new one."""
+        from . import video
+
+        clip, info = self.clip, self.info
+        size = video.output_size(info.width, info.height, PREVIEW_SIDE)
+        r = self._reader
+        if r is None or r[0] != (clip, size) or not 0 <= k - r[1] < _READ_ON * k + 12:
+            self._close_reader()
+            r = self._reader = [(clip, size), k, video.iter_frames(clip, first=k, size=size, info=info)]
+        src = None
+        while r[1] <= k:
+            src = next(r[2], None)
+            if src is None:
+                self._close_reader()
+                raise InputError(f"{clip.name} gave no frame {k}")
+            r[1] += 1
+        return src
+
+    def _close_reader(self) -> None:
+        r, self._reader = self._reader, None
+        if r is not None:
+            r[2].close()  # ends its ffmpeg
 
     # -- jobs ---------------------------------------------------------------------------------------------------
     def _new_job(self, kind: str, output: Path) -> Job:

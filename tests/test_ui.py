@@ -195,6 +195,24 @@ def test_uploads_are_checked_like_cli_inputs(studio, tmp_path):
         ui.Studio(tmp_path / "wd3").start_strip()
 
 
+def test_scrubbing_forward_reads_on_and_gives_the_exact_frames(studio):
+    from dreamvid import video
+
+    studio.load_clip(EXAMPLES / "bigbuckbunny.mp4")
+    info = studio.info
+    size = video.output_size(info.width, info.height, ui.PREVIEW_SIDE)
+    seen = []
+    for k in (10, 12, 13, 5, 60):
+        got = studio._read_frame(k)
+        want = next(iter(video.iter_frames(studio.clip, first=k, count=1, size=size, info=info)))
+        assert np.array_equal(got, want), k
+        seen.append(studio._reader[2])  # (kept: a closed decoder's id cannot be re-used meanwhile)
+    assert seen[0] is seen[1] is seen[2]  # 12 and 13 read on in the decoder that gave 10
+    assert len({id(r) for r in seen[2:]}) == 3  # back to 5: a new decoder; 60 is far ahead of 6: another
+    studio._close_reader()
+    assert studio._reader is None
+
+
 def test_plot_marks_the_frame(tmp_path):
     import cv2
 
