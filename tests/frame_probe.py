@@ -72,6 +72,14 @@ def coherence_pieces(out: dict) -> None:
         got, gain = jf.govern(f(b), f(dreamed), jnp.float32(target), jnp.float32(0.5), jnp.float32(2.0))
         pairs[f"govern_{target:g}"] = (got, ref)
         out[f"gain_{target:g}"] = np.array([float(gain), coh.gain])
+    from dreamvid.dream.octaves import resize
+
+    # the octave resizes: area to shrink (octaves, a small frame's way back), bilinear to grow (details, a small
+    # frame's way up), as matrix products
+    img = rng.uniform(-1, 1, (112, 128, 3)).astype(np.float32)
+    for dst in ((80, 91), (57, 65), (150, 171)):
+        pairs[f"resize_{dst[0]}x{dst[1]}"] = (jf.resize(f(img), jf.resize_matrices((112, 128), dst)), resize(img, dst))
+    pairs["resize_2d"] = (jf.resize(f(img[..., 0]), jf.resize_matrices((112, 128), (80, 91))), resize(img[..., 0], (80, 91)))
     for name, (dev, ref) in pairs.items():
         out[f"dev_{name}"], out[f"ref_{name}"] = np.asarray(dev, np.float32), np.asarray(ref, np.float32)
 

@@ -57,6 +57,14 @@ def test_device_warps_and_photometric_mask_match_opencv(probe, name):
     assert np.abs(dev - ref).max() <= tol + 1e-6, (name, np.abs(dev - ref).max())
 
 
+@pytest.mark.parametrize("name", ["resize_80x91", "resize_57x65", "resize_150x171", "resize_2d"])
+def test_device_resizes_match_the_octave_resize(probe, name):
+    """cv2's area (shrinking) and bilinear (growing) resizes, as the program's two matrix products."""
+    arrays, _ = probe
+    dev, ref = arrays[f"dev_{name}"], arrays[f"ref_{name}"]
+    assert dev.shape == ref.shape and np.abs(dev - ref).max() < 1e-5, np.abs(dev - ref).max()
+
+
 def test_device_consistency_mask_matches_video_flow(probe):
     arrays, _ = probe
     dev, ref = arrays["dev_consistency"], arrays["ref_consistency"]
