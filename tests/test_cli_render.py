@@ -171,12 +171,14 @@ def _render_fail_cases(media, tmp_path):
         "unknown layer": (["render", clip, "-o", out, "--layers", "mixed3,mixed77"], r"unknown layer 'mixed77'"),
         "unknown preset": (["render", clip, "-o", out, "-p", "nightmar"], r"unknown preset 'nightmar'"),
         "bad crf": (["render", clip, "-o", out, "--crf", "99"], r"--crf must be from 0 to 51"),
+        "bad x264 preset": (["render", clip, "-o", out, "--x264-preset", "fastest"],
+                            r"--x264-preset 'fastest' is unknown \(did you mean 'faster'\?\)"),
     }
 
 
 @pytest.mark.parametrize("case", ["missing clip", "corrupt clip", "empty clip", "existing output", "webm output",
                                   "no extension", "missing song", "corrupt song", "start past the end",
-                                  "unknown layer", "unknown preset", "bad crf"])
+                                  "unknown layer", "unknown preset", "bad crf", "bad x264 preset"])
 def test_a_bad_render_fails_fast_with_one_line_and_no_framework(media, tmp_path, case):
     args, match = _render_fail_cases(media, tmp_path)[case]
     before = sorted(p for p in tmp_path.rglob("*") if p.is_file())
