@@ -119,8 +119,8 @@ class MotionParams:
     translate_x: float = 0.0  # fraction of the frame width per frame (0.01: the picture moves 1 % right)
     translate_y: float = 0.0  # fraction of the frame height per frame (positive: down)
     bpm: float = 0.0  # tempo for beat keyframes/expressions when there is no song (0: none)
-    hold: float = 0.25  # zoom: share of the colour statistics pulled back to the source image's per frame
-    sharpen: float = 0.15  # zoom: unsharp-mask amount per frame against the resampling blur
+    hold: float = 0.25  # zoom: share of the look (CIELAB colour, fine detail) pulled back to the image's per frame
+    sharpen: float = 0.15  # zoom: the most unsharp-mask amount per frame the hold may apply
 
     @property
     def moving(self) -> bool:

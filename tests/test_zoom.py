@@ -14,7 +14,7 @@ from dreamvid.config import MotionParams, resolve
 from dreamvid.errors import OutputError
 from dreamvid.pipeline import report_path_for, work_dir_for
 from dreamvid.video import count_frames, motion_matrix, probe, stream_durations
-from dreamvid.zoom import Feedback, hold_statistics
+from dreamvid.zoom import Feedback, Look, hold_statistics
 from tests.conftest import load_example, write_rgb
 from tests.media import make_song
 from tests.render_fixtures import decode_all, rdreamer, render_to  # noqa: F401  (rdreamer is a fixture)
@@ -32,21 +32,40 @@ def _stats(img: np.ndarray) -> tuple[float, float, float, float]:
 # ---- the pieces ------------------------------------------------------------------------------------------------
 
 
-def test_hold_pulls_the_statistics_back_and_sharpen_restores_detail():
+def test_hold_pulls_the_look_back_in_colour_and_in_detail():
     rng = np.random.default_rng(0)
     img = np.clip(rng.normal(180, 10, (48, 48, 3)), 0, 255).astype(np.uint8)  # bright, flat: drifted
-    mean, std = np.array([110.0, 100.0, 90.0]), np.array([40.0, 40.0, 40.0])
-    same = hold_statistics(img, mean, std, hold=0.0)
-    assert np.array_equal(same, img)
-    full = hold_statistics(img, mean, std, hold=1.0).astype(np.float64)
-    assert np.allclose(full.reshape(-1, 3).mean(0), mean, atol=2.5)
-    assert np.allclose(full.reshape(-1, 3).std(0), std, atol=2.5)
-    part = hold_statistics(img, mean, std, hold=0.25).astype(np.float64).reshape(-1, 3)
-    m0 = img.reshape(-1, 3).mean(0)
-    assert np.allclose(part.mean(0), m0 + 0.25 * (mean - m0), atol=1.0)  # a quarter of the way
-    blurred = cv2.GaussianBlur(load_example("chelsea.png", 64), (0, 0), 1.5)
-    sharp = hold_statistics(blurred, mean, std, hold=0.0, sharpen=0.5)
+    target = load_example("chelsea.png", 48)[:48, :48]
+    look = Look.of(target)
+    assert np.array_equal(hold_statistics(img, look, hold=0.0, sharpen=0.5), img)
+    full = hold_statistics(img, look, hold=1.0)
+    got = Look.of(full)
+    assert np.allclose(got.mean, look.mean, atol=1.5) and np.allclose(got.std, look.std, atol=1.5)
+    part = Look.of(hold_statistics(img, look, hold=0.25))
+    m0 = Look.of(img).mean
+    assert np.allclose(part.mean, m0 + 0.25 * (look.mean - m0), atol=1.0)  # a quarter of the way
+    # detail: a blurred frame is sharpened toward the look's detail, by at most `sharpen`
+    photo = load_example("chelsea.png", 64)
+    blurred = cv2.GaussianBlur(photo, (0, 0), 1.5)
+    sharp = hold_statistics(blurred, Look.of(photo), hold=0.5, sharpen=0.5)
     assert _stats(sharp)[3] > 1.3 * _stats(blurred)[3]
+    capped = hold_statistics(blurred, Look.of(photo), hold=0.5, sharpen=0.05)
+    assert _stats(capped)[3] < _stats(sharp)[3]
+    # and a frame with more fine detail than the look is softened, not sharpened further (a fixed unsharp mask
+    # compounded over the frames into ever finer saturated stripes)
+    busy = np.clip(photo.astype(np.float64) + rng.normal(0, 25, photo.shape), 0, 255).astype(np.uint8)
+    calmer = hold_statistics(busy, Look.of(photo), hold=0.25, sharpen=0.15)
+    assert _stats(calmer)[3] < 0.9 * _stats(busy)[3]
+
+
+def test_hold_keeps_colourfulness_that_rgb_statistics_miss():
+    # Each RGB channel keeps its mean and spread while the channels drift apart: the picture grows garish but
+    # RGB-channel statistics cannot see it. The hold works on CIELAB, whose a/b spread is the colourfulness.
+    photo = load_example("chelsea.png", 64)
+    grey = photo.mean(axis=2, keepdims=True)
+    garish = np.clip(grey + 2.5 * (photo - grey), 0, 255).astype(np.uint8)
+    held = hold_statistics(garish, Look.of(photo), hold=0.5)
+    assert _stats(held)[2] < 0.85 * _stats(garish)[2]
 
 
 def test_each_frame_is_the_previous_output_moved_by_the_frames_motion():
@@ -88,6 +107,7 @@ def test_a_long_zoom_neither_fades_to_grey_nor_saturates(tmp_path, dreamer):
         assert 0.75 * sat0 < sat < 1.35 * sat0, (k, sat, sat0)  # no washing out, no saturation
         if k >= 30:
             assert lap > 0.6 * lap_first, (k, lap, lap_first)  # the detail does not collapse
+            assert lap < 2.0 * lap_first, (k, lap, lap_first)  # nor grows into ever finer stripes
     # the hold is what does it: the same run without it drifts much further from the image
     free = _long_run(tmp_path, dreamer, hold=0.0, sharpen=0.0, name="free")
     drift_held = max(abs(m - m0) for m, *_ in held)
