@@ -1,7 +1,7 @@
 """The cost of the farm, and whether its joins show: one process vs local workers vs local Ray, on the same jobs.
 
     python benchmarks/batch.py                                  # the bundled clip + song, 96 px, 2 workers
-    python benchmarks/batch.py --max-side 160 --frames 96 --workers 2 --chunk-frames 24 --steps 2
+    python benchmarks/batch.py --frames 96 --max-side 128 --chunk-frames 32 --crf 0
     python benchmarks/batch.py --no-ray                         # without Ray
 
 Each runner is a whole process, timed from the outside (start-up and model loading included):
@@ -82,8 +82,10 @@ def main() -> None:
     ap.add_argument("--octaves", type=int, default=1)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--chunk-frames", type=int, default=16)
-    ap.add_argument("--warmup", type=int, default=8)
-    ap.add_argument("--fade", type=int, default=4)
+    ap.add_argument("--warmup", type=int, default=16)
+    ap.add_argument("--fade", type=int, default=8)
+    ap.add_argument("--crf", type=int, default=18, help="H.264 quality of every output (0: lossless, so the frame by "
+                    "frame comparison shows the dream's differences, not the encoder's)")
     ap.add_argument("--weights", default=os.environ.get("DREAMVID_WEIGHTS") or "random")
     ap.add_argument("--no-ray", action="store_true")
     ap.add_argument("--repeat", type=int, default=1, help="run the runners in turn this many times; best wall kept")
@@ -100,9 +102,9 @@ def main() -> None:
 
     def job_file(folder: Path) -> Path:
         folder.mkdir(parents=True)
-        lines = [f'[defaults]\nweights = "{a.weights}"\nmax-side = {a.max_side}\nduration = {seconds!r}\n'
-                 f'octaves = {a.octaves}\nsteps = {a.steps}\nx264-preset = "ultrafast"\n'
-                 f'chunk-frames = {a.chunk_frames}\nwarmup = {a.warmup}\nfade = {a.fade}\n']
+        lines = [(f'[defaults]\nweights = "{a.weights}"\nmax-side = {a.max_side}\nduration = {seconds!r}\n'
+                  f'octaves = {a.octaves}\nsteps = {a.steps}\ncrf = {a.crf}\n'  # x264 medium, as dreamvid render
+                  f'chunk-frames = {a.chunk_frames}\nwarmup = {a.warmup}\nfade = {a.fade}\n')]
         for j in range(a.jobs):
             lines.append(f'[[job]]\nname = "j{j}"\ninput = "{a.clip}"\nsong = "{a.song}"\noutput = "out/j{j}.mp4"\n'
                          f"seed = {j}\n")
@@ -121,16 +123,17 @@ def main() -> None:
         for j in range(a.jobs):
             w, r, c = run(exe + ["render", a.clip, "--song", a.song, "-o", str(tmp / f"one{rnd}" / f"j{j}.mp4"),
                                  "--weights", a.weights, "--max-side", str(a.max_side), "--duration", repr(seconds),
-                                 "--octaves", str(a.octaves), "--steps", str(a.steps), "--seed", str(j), "--quiet"])
+                                 "--octaves", str(a.octaves), "--steps", str(a.steps), "--seed", str(j), "--crf", str(a.crf),
+                                 "--quiet"])
             wall, rss, cpu = wall + w, max(rss, r), cpu + c
         keep("one process", {"wall": wall, "cpu": cpu, "frames_dreamed": a.frames * a.jobs,
-                             "peak_rss_mb": [round(rss)]})
+                             "peak_rss_mb": [round(rss)], "round": rnd})
         runners = [("local", ["--workers", str(a.workers)])] + ([] if a.no_ray else [("ray", ["--ray"])])
         for name, flags in runners:
             f = job_file(tmp / f"{name}{rnd}")
             w, _, c = run(exe + ["batch", str(f), *flags, "--quiet"], env={"RAY_ADDRESS": ""})
             rep = json.loads((f.parent / "jobs.batch" / "batch.report.json").read_text())
-            keep(name, {"wall": w, "cpu": c if name == "local" else None,
+            keep(name, {"wall": w, "cpu": c if name == "local" else None, "round": rnd,
                         "frames_dreamed": rep["total"]["frames_dreamed"],
                         "peak_rss_mb": [round(x["peak_rss_mb"] or 0) for x in rep["workers"]], "folder": f.parent})
     # the best of the repeats (the machine may be shared), with every repeat's wall time beside it
@@ -160,10 +163,21 @@ def main() -> None:
         out_path = rows["local"]["folder"] / "out" / f"j{j}.mp4"
         rep = json.loads(out_path.with_name(f"j{j}.report.json").read_text())
         ins, rest, n_in, n_rest = stability_split(src, decode(out_path), rep["join_windows"], rep["cuts"])
+        # frame by frame against the one-process render of the same job (both H.264 at crf 18: ~0.5 of the
+        # difference is the encoder's)
+        one = decode(tmp / f"one{rows['one process'].get('round', 0)}" / f"j{j}.mp4")
+        farm = decode(out_path)
+        diff = [float(np.abs(x.astype(np.int16) - y).mean()) for x, y in zip(farm, one)]
+        w0 = rep["join_windows"][0][0] if rep["join_windows"] else len(diff)
+        after = [(b, round(max(diff[a:b + 1]), 2), round(diff[min(len(diff) - 1, b + 10)], 2))
+                 for a, b in rep["join_windows"]]
         joins.append({"job": f"j{j}", "windows": rep["join_windows"], "cuts": rep["cuts"], "inside": ins,
-                      "rest": rest, "ratio": ins / rest, "pairs_inside": n_in, "pairs_rest": n_rest})
+                      "rest": rest, "ratio": ins / rest, "pairs_inside": n_in, "pairs_rest": n_rest,
+                      "diff_before_first_window": round(max(diff[:w0], default=0.0), 2), "diff_after_joins": after})
         print(f"j{j}: join windows {rep['join_windows']} (cuts {rep['cuts']}): temporal_stability inside "
-              f"{ins:.3f} ({n_in} pairs), rest {rest:.3f} ({n_rest} pairs), ratio {ins / rest:.3f}")
+              f"{ins:.3f} ({n_in} pairs), rest {rest:.3f} ({n_rest} pairs), ratio {ins / rest:.3f}; mean |farm - one "
+              f"process| before the first window {max(diff[:w0], default=0.0):.2f}, (join end, peak in the window, "
+              f"10 frames on) {after}")
     if a.strip is not None and joins and joins[0]["windows"]:
         import cv2
 
