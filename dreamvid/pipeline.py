@@ -163,7 +163,7 @@ def _zoom(img: np.ndarray, amount: float) -> np.ndarray:
     return cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
 
-def _mover(schedule, size: tuple[int, int]) -> Callable[[int, np.ndarray], np.ndarray]:
+def mover(schedule, size: tuple[int, int]) -> Callable[[int, np.ndarray], np.ndarray]:
     """``move(k, src)``: footage frame ``k`` as the camera sees it: moved by the ``[motion]`` of frames 1..k
     (accumulated: the camera travels), then by the music's zoom pulse. Call it with ``k`` rising."""
     if not schedule.moving:
@@ -389,7 +389,7 @@ def scene_cuts(opts: RenderOptions, config: Config, *, on_warning=None) -> list[
     first, count = video.frame_range(info, opts.start, opts.duration)
     size = video.output_size(info.width, info.height, opts.max_side)
     schedule, _ = _schedule(opts, config, info.fps, count)
-    move = _mover(schedule, size)
+    move = mover(schedule, size)
     cuts, prev = [], None
     for k, src in enumerate(video.iter_frames(opts.input, first=first, count=count, size=size, info=info,
                                               on_warning=on_warning)):
@@ -499,7 +499,7 @@ def _render_locked(opts: RenderOptions, config: Config, dreamer: Dreamer, state:
             yield k, src, None, None, None
 
     def sources():
-        move = _mover(schedule, size)
+        move = mover(schedule, size)
         prev = None
         t = time.perf_counter()
         for k, src in enumerate(video.iter_frames(opts.input, first=first + offset, count=count, size=size,

@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from . import presets as _presets
-from .config import Config, DreamParams, resolve
+from .config import Config, resolve
 from .errors import ConfigError, DreamvidError, InputError, OutputError
 from .fsutil import atomic_write_bytes
 from .layers import LAYER_NAMES
@@ -91,19 +91,11 @@ class Control:
     choices: tuple[str, ...] = ()  # a dropdown instead of a slider
 
 
-def _has_creativity() -> bool:
-    """The ``[dream] creativity`` lever exists in this version of the config."""
-    return "creativity" in {f.name for f in dataclasses.fields(DreamParams)} \
-        and importlib.util.find_spec("dreamvid.creativity") is not None
-
-
 def controls() -> list[Control]:
-    """The page's settings, in order (the creativity lever only where the config has it)."""
-    out = []
-    if _has_creativity():
-        out.append(Control("creativity", "dream", "creativity", 0.0, 1.0, 0.05,
-                           "one lever, faithful (0) to strange (1): sets layers, step size, steps and octaves"))
-    out += [
+    """The page's settings, in order."""
+    out = [
+        Control("creativity", "dream", "creativity", 0.0, 1.0, 0.05,
+                "one lever, faithful (0) to strange (1): sets layers, step size, steps and octaves"),
         Control("strength", "video", "strength (grey levels)", 0.0, 64.0, 0.5,
                 "the governor's target: mean |dream - footage|; 0 = ungoverned"),
         Control("step_size", "dream", "step size", 0.001, 0.1, 0.001, "how far each gradient step moves"),
@@ -561,14 +553,10 @@ class Studio:
 
     def _schedule(self, cfg: Config, feats, react: float):
         """The clip's per-frame parameters, as ``pipeline.render`` builds them for a render of the whole clip."""
-        import inspect
-
         from .schedule import build_schedule
 
-        extra = {"config": cfg, "fps": self.info.fps}
-        known = inspect.signature(build_schedule).parameters
         return build_schedule(feats, cfg.audio if feats is not None else {}, base=cfg.dream, blend=cfg.video.blend,
-                              n_frames=self.frames, react=react, **{k: v for k, v in extra.items() if k in known})
+                              n_frames=self.frames, react=react, config=cfg, fps=self.info.fps)
 
     def plot(self, frame: int | None = None) -> Path | None:
         """The song's analysis plot with ``frame`` marked (``<workdir>/cache/analysis.png``), or None."""
@@ -989,13 +977,10 @@ class Studio:
 
 def _moved(schedule, src: np.ndarray, k: int) -> np.ndarray:
     """Footage frame ``k`` as the render dreams it: moved by the ``[motion]`` camera up to ``k`` and the music's zoom
-    pulse (the pipeline's own mover; left as it is where this version of the pipeline has none)."""
+    pulse (the pipeline's own mover)."""
     from . import pipeline
 
-    mover = getattr(pipeline, "_mover", None)
-    if mover is None:
-        return src
-    return mover(schedule, (src.shape[1], src.shape[0]))(k, src)
+    return pipeline.mover(schedule, (src.shape[1], src.shape[0]))(k, src)
 
 
 def _job_record(output: Path) -> Path:

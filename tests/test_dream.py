@@ -13,7 +13,7 @@ import pytest
 
 from dreamvid import presets
 from dreamvid.config import DreamParams, parse_layers, resolve
-from dreamvid.dream import Dreamer, Objective, StepInfo, from_unit, to_unit
+from dreamvid.dream import Objective, StepInfo, from_unit, to_unit
 from dreamvid.dream.octaves import MIN_SIDE, octave_shapes, resize
 from dreamvid.dream.tiles import roll, tile_starts, tiled_gradient
 from tests.conftest import load_example

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dreamvid.config import resolve
-from dreamvid.pipeline import _mover
+from dreamvid.pipeline import mover
 from dreamvid.schedule import build_schedule
 from dreamvid.video import compose, motion_flow, motion_matrix, warp, warp_motion
 
@@ -63,7 +63,7 @@ def test_render_motion_accumulates_over_frames_and_the_pulse_stays_as_it_was():
     assert np.array_equal(s.motion[:, 1], [0, 45, 45, 45])
     cfg = resolve({"motion": {"rotate": 45.0}})
     s = build_schedule(None, {}, base=cfg.dream, blend=0.5, n_frames=7, config=cfg, fps=10)
-    move = _mover(s, (40, 40))
+    move = mover(s, (40, 40))
     img = _pattern()
     assert move(0, img) is img  # the first frame is where the camera starts
     assert np.abs(move(4, img).astype(int) - np.rot90(img, 2).astype(int)).max() <= 1  # 4 frames: 180 degrees
@@ -71,7 +71,7 @@ def test_render_motion_accumulates_over_frames_and_the_pulse_stays_as_it_was():
     # without [motion], a music zoom pulse is applied as before: the frame's own zoom, not accumulated
     still = build_schedule(None, {}, base=cfg.dream, blend=0.5, n_frames=4, fps=10)
     assert not still.moving
-    assert _mover(still, (40, 40))(3, img) is img
+    assert mover(still, (40, 40))(3, img) is img
 
 
 def test_a_render_moves_footage_and_dream_together(tmp_path):

@@ -303,10 +303,8 @@ def test_a_newer_request_abandons_the_dream_under_way(tmp_path, dreamer, natural
 @pytest.mark.skipif(WEIGHTS_FILE is None, reason="trained weights not available: set DREAMVID_WEIGHTS")
 def test_preview_shows_the_frame_as_the_camera_moved_it(tmp_path, dreamer):
     """A preset with a [motion] camera: the preview's source at frame k is the footage moved up to k, as rendered."""
-    from dreamvid import pipeline, video
+    from dreamvid import video
 
-    if not hasattr(pipeline, "_mover") or "zoom-tunnel" not in presets.available():
-        pytest.skip("this version of the pipeline has no [motion] camera")
     studio = ui.Studio(tmp_path / "wd", dreamer=dreamer).start()
     studio.load_clip(EXAMPLES / "bigbuckbunny.mp4")
     info = studio.info
