@@ -222,7 +222,7 @@ def render(
 ):
     """Render a dreamed music video: flow-coherent frames, the song muxed in, resumable, with a JSON report."""
     from .errors import ConfigError
-    from .pipeline import RenderOptions, render as run_render
+    from .pipeline import RenderOptions
 
     _check_positive("--max-side", max_side, 16)
     if not 0.0 <= react <= 10.0:
@@ -250,26 +250,7 @@ def render(
     _check_engine(weights, backend, precision, cfg.dream.seed)
     _check_targets(cfg.dream)
     dreamer = _dreamer(weights, backend, precision, cfg.dream.seed)
-    with _progress(quiet) as bar:
-        task = bar.add_task("rendering", total=None, rate="")
-        t0 = [None, 0]
-
-        def on_start(done, total):
-            bar.update(task, total=total, completed=done, description="rendering" + (" (resumed)" if done else ""))
-
-        def on_frame(ev):
-            import time
-
-            if ev.resumed:
-                return
-            if t0[0] is None:
-                t0[0] = time.perf_counter() - ev.seconds
-            t0[1] += 1
-            fps = t0[1] / max(1e-9, time.perf_counter() - t0[0])
-            bar.update(task, completed=ev.index + 1, rate=f"{fps:.2f} frames/s")
-
-        report = run_render(opts, cfg, dreamer, on_start=on_start, on_frame=on_frame,
-                            on_warning=warn)
+    report = _render_with_progress(opts, cfg, dreamer, quiet, "rendering")
     say(out, f"{report['output']}  ({report['frames']} frames, temporal_stability {report['temporal_stability']}, "
              f"dream_strength {report['dream_strength']}, dream_gain {report['dream_gain']}, "
              f"audio_sync {report['audio_sync']})")
