@@ -224,11 +224,7 @@ def render(
     from .errors import ConfigError
     from .pipeline import RenderOptions
 
-    _check_positive("--max-side", max_side, 16)
-    if not 0.0 <= react <= 10.0:
-        raise ConfigError(f"--react must be from 0 to 10, got {react}")
-    if not 0 <= crf <= 51:
-        raise ConfigError(f"--crf must be from 0 to 51, got {crf}")
+    _check_video_flags(max_side, react, crf)
     from .errors import suggest
     from .video.encode import X264_PRESETS
 
@@ -245,12 +241,7 @@ def render(
     opts = RenderOptions(input=clip, output=output, song=song, loop_song=loop_song, start=start, duration=duration,
                          max_side=max_side, react=react, overwrite=overwrite, resume=resume, crf=crf,
                          x264_preset=x264_preset, keep_work=keep_work)
-    _check_render(opts)
-    _check_schedules(cfg, song)
-    _check_engine(weights, backend, precision, cfg.dream.seed)
-    _check_targets(cfg.dream)
-    dreamer = _dreamer(weights, backend, precision, cfg.dream.seed)
-    report = _render_with_progress(opts, cfg, dreamer, quiet, "rendering")
+    report = _render_video(opts, cfg, weights, backend, precision, quiet, "rendering")
     say(out, f"{report['output']}  ({report['frames']} frames, temporal_stability {report['temporal_stability']}, "
              f"dream_strength {report['dream_strength']}, dream_gain {report['dream_gain']}, "
              f"audio_sync {report['audio_sync']})")
@@ -261,14 +252,6 @@ def _check_schedules(cfg, song) -> None:
     from .schedule import check_schedules
 
     check_schedules(cfg, song=song is not None)
-
-
-def _check_render(opts) -> None:
-    """The render's own cheap checks (``pipeline.check``), before the framework is imported: outputs, an
-    interrupted or running render of the same output, container, song, clip, range."""
-    from .pipeline import check
-
-    check(opts)
 
 
 @app.command()
@@ -373,14 +356,9 @@ def zoom(
     dream_class: DreamClass = None, class_weight: ClassWeight = None,
 ):
     """The infinite zoom: each frame is the previous dream moved by the preset's [motion], then dreamed again."""
-    from .errors import ConfigError
-    from .pipeline import RenderOptions, check
+    from .pipeline import RenderOptions
 
-    _check_positive("--max-side", max_side, 16)
-    if not 0.0 <= react <= 10.0:
-        raise ConfigError(f"--react must be from 0 to 10, got {react}")
-    if not 0 <= crf <= 51:
-        raise ConfigError(f"--crf must be from 0 to 51, got {crf}")
+    _check_video_flags(max_side, react, crf)
     if seconds is None and song is None:
         seconds = 10.0
     cfg = _config(preset or "zoom-tunnel", config, layers=layers, octaves=octaves, octave_scale=octave_scale,
@@ -388,21 +366,34 @@ def zoom(
                   **_direction(creativity, guide, guide_weight, dream_class, class_weight))
     opts = RenderOptions(input=image, output=output, song=song, duration=seconds, max_side=max_side, react=react,
                          overwrite=overwrite, resume=resume, crf=crf, keep_work=keep_work, feedback=True, fps=fps)
-    check(opts)
-    _check_schedules(cfg, song)
-    _check_engine(weights, backend, precision, cfg.dream.seed)
-    _check_targets(cfg.dream)
-    dreamer = _dreamer(weights, backend, precision, cfg.dream.seed)
-    report = _render_with_progress(opts, cfg, dreamer, quiet, "zooming")
+    report = _render_video(opts, cfg, weights, backend, precision, quiet, "zooming")
     say(out, f"{report['output']}  ({report['frames']} frames, dream_strength {report['dream_strength']}, "
              f"audio_sync {report['audio_sync']})")
 
 
-def _render_with_progress(opts, cfg, dreamer, quiet: bool, what: str) -> dict:
-    """``pipeline.render`` with a progress bar (frames, rate, ETA); returns the report."""
+def _check_video_flags(max_side, react: float, crf: int) -> None:
+    """The flags ``render`` and ``zoom`` share."""
+    from .errors import ConfigError
+
+    _check_positive("--max-side", max_side, 16)
+    if not 0.0 <= react <= 10.0:
+        raise ConfigError(f"--react must be from 0 to 10, got {react}")
+    if not 0 <= crf <= 51:
+        raise ConfigError(f"--crf must be from 0 to 51, got {crf}")
+
+
+def _render_video(opts, cfg, weights, backend, precision: str, quiet: bool, what: str) -> dict:
+    """``render`` and ``zoom`` after their flags: every cheap check (outputs, inputs, schedules, engine, guide and
+    class), then the model, then ``pipeline.render`` with a progress bar (frames, rate, ETA); returns the report."""
     import time
 
-    from .pipeline import render as run_render
+    from .pipeline import check, render as run_render
+
+    check(opts)
+    _check_schedules(cfg, opts.song)
+    _check_engine(weights, backend, precision, cfg.dream.seed)
+    _check_targets(cfg.dream)
+    dreamer = _dreamer(weights, backend, precision, cfg.dream.seed)
 
     with _progress(quiet) as bar:
         task = bar.add_task(what, total=None, rate="")
