@@ -1327,6 +1327,11 @@ def serve(*, host: str = "127.0.0.1", port: int = 7860, share: bool = False,
     """
     check_available()
     _check_port(host, port)
+    from . import backends
+
+    # The framework's import briefly takes over fd 2 and the import system (backends.load): done here, on the main
+    # thread, before any other thread runs; the model is then built in the background while the page is served.
+    backends.load(backend)
     studio = Studio(workdir, weights=weights, backend=backend, precision=precision, max_upload_mb=max_upload_mb)
     if preset:
         studio.set_preset(preset)

@@ -68,9 +68,18 @@ def _children() -> list[str]:
             continue
         name = text[text.index("(") + 1 : text.rindex(")")]
         state, ppid = text[text.rindex(")") + 2 :].split()[:2]
-        if int(ppid) == me:
+        if int(ppid) == me and not _is_resource_tracker(stat.parent):
             found.append(f"{stat.parent.name} {name} {state}")
     return found
+
+
+def _is_resource_tracker(proc: Path) -> bool:
+    # multiprocessing's resource tracker: started by the first process spawned in this test session (the batch
+    # tests' workers), it lives as long as the test process by design; it is not a render's.
+    try:
+        return b"resource_tracker" in (proc / "cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 def _assert_nothing_left_running(threads_before: set) -> None:

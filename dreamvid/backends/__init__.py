@@ -13,6 +13,7 @@ import importlib.abc
 import importlib.util
 import os
 import sys
+import threading
 
 from ..errors import ConfigError, suggest
 
@@ -51,8 +52,11 @@ def activate(name: str | None = None) -> str:
 
 @contextlib.contextmanager
 def _quiet_native_stderr():
-    """Hide the C++ start-up chatter TensorFlow writes straight to fd 2 at import (not silenced by env vars)."""
-    if os.environ.get("DREAMVID_DEBUG"):
+    """Hide the C++ start-up chatter TensorFlow writes straight to fd 2 at import (not silenced by env vars).
+
+    fd 2 is the whole process's: only the main thread swaps it, when no other thread can be writing (from another
+    thread, e.g. ``dreamvid ui``'s model loader, it would swallow the other threads' output, such as the URL line)."""
+    if os.environ.get("DREAMVID_DEBUG") or threading.current_thread() is not threading.main_thread():
         yield
         return
     sys.stderr.flush()
@@ -103,7 +107,9 @@ class _Hide(importlib.abc.MetaPathFinder):
 @contextlib.contextmanager
 def _without_unused_imports(canon: str):
     names = [n for n in _HIDDEN_DURING_IMPORT.get(canon, ()) if n not in sys.modules]
-    if not names or os.environ.get("DREAMVID_IMPORT_ALL"):
+    # sys.meta_path is the whole process's: hide modules only from the main thread (another thread's imports meanwhile
+    # would be refused them)
+    if not names or os.environ.get("DREAMVID_IMPORT_ALL") or threading.current_thread() is not threading.main_thread():
         yield
         return
     finder = _Hide(names)
