@@ -87,6 +87,10 @@ Guide = Annotated[Optional[Path], typer.Option("--guide", help="Dream toward thi
 GuideWeight = Annotated[Optional[float], typer.Option("--guide-weight", help="The guide's share of the objective, 0..1 (1: only the guide; default 1).")]
 DreamClass = Annotated[Optional[str], typer.Option("--dream-class", help="Make an ImageNet class appear: a name ('tabby cat') or an index 0..999. Needs InceptionV3's ImageNet top (downloaded once).")]
 ClassWeight = Annotated[Optional[float], typer.Option("--class-weight", help="The class's share of the objective, 0..1 (default 0.5).")]
+# render and zoom
+React = Annotated[float, typer.Option("--react", help="How strongly the dream follows the music: 0 off, 1 the preset's amount, 2 double.")]
+KeepWork = Annotated[bool, typer.Option("--keep-work", help="Keep the work folder (checkpointed frames) after success.")]
+Crf = Annotated[int, typer.Option("--crf", help="H.264 quality, 0 (lossless) to 51; 18 is visually lossless.")]
 
 
 def _direction(creativity, guide, guide_weight, dream_class, class_weight) -> dict:
@@ -206,12 +210,12 @@ def render(
     output: Annotated[Path, typer.Option("--output", "-o", help="Output .mp4.")],
     song: Annotated[Optional[Path], typer.Option("--song", "-s", help="Music to drive the dream and to mux in (wav, flac, ogg, mp3, m4a).")] = None,
     loop_song: Annotated[bool, typer.Option("--loop-song", help="If the song is shorter than the video, loop it (default: silence after it ends).")] = False,
-    react: Annotated[float, typer.Option("--react", help="How strongly the dream follows the music: 0 off, 1 the preset's amount, 2 double.")] = 1.0,
+    react: React = 1.0,
     start: Annotated[float, typer.Option("--start", help="Start time in seconds.")] = 0.0,
     duration: Annotated[Optional[float], typer.Option("--duration", help="Seconds to render (default: to the end).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted render of the same output.")] = False,
-    keep_work: Annotated[bool, typer.Option("--keep-work", help="Keep the work folder (checkpointed frames) after success.")] = False,
-    crf: Annotated[int, typer.Option("--crf", help="H.264 quality, 0 (lossless) to 51; 18 is visually lossless.")] = 18,
+    keep_work: KeepWork = False,
+    crf: Crf = 18,
     x264_preset: Annotated[str, typer.Option("--x264-preset", help="x264 speed preset, ultrafast..veryslow; veryfast keeps up with a GPU's real-time render.")] = "medium",
     preset: Preset = None, config: ConfigFile = None, layers: Layers = None, octaves: Octaves = None,
     octave_scale: OctaveScale = None, steps: Steps = None, step_size: StepSize = None, jitter: Jitter = None,
@@ -221,12 +225,11 @@ def render(
     dream_class: DreamClass = None, class_weight: ClassWeight = None,
 ):
     """Render a dreamed music video: flow-coherent frames, the song muxed in, resumable, with a JSON report."""
-    from .errors import ConfigError
+    from .errors import ConfigError, suggest
     from .pipeline import RenderOptions
+    from .video.encode import X264_PRESETS
 
     _check_video_flags(max_side, react, crf)
-    from .errors import suggest
-    from .video.encode import X264_PRESETS
 
     if x264_preset not in X264_PRESETS:
         raise ConfigError(f"--x264-preset '{x264_preset}' is unknown{suggest(x264_preset, X264_PRESETS)}; use one of "
@@ -343,10 +346,10 @@ def zoom(
     song: Annotated[Optional[Path], typer.Option("--song", "-s", help="Music: the zoom's speed and pulses follow it, and the video lasts as long as it.")] = None,
     seconds: Annotated[Optional[float], typer.Option("--seconds", help="Length in seconds (default: the song's length, or 10 without a song).")] = None,
     fps: Annotated[float, typer.Option("--fps", help="Frame rate of the video.")] = 25.0,
-    react: Annotated[float, typer.Option("--react", help="How strongly the dream follows the music: 0 off, 1 the preset's amount, 2 double.")] = 1.0,
+    react: React = 1.0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted zoom of the same output.")] = False,
-    keep_work: Annotated[bool, typer.Option("--keep-work", help="Keep the work folder (checkpointed frames) after success.")] = False,
-    crf: Annotated[int, typer.Option("--crf", help="H.264 quality, 0 (lossless) to 51; 18 is visually lossless.")] = 18,
+    keep_work: KeepWork = False,
+    crf: Crf = 18,
     preset: Annotated[Optional[str], typer.Option("--preset", "-p", help="Preset name or a .toml path. Default: zoom-tunnel.")] = None,
     config: ConfigFile = None, layers: Layers = None, octaves: Octaves = None,
     octave_scale: OctaveScale = None, steps: Steps = None, step_size: StepSize = None, jitter: Jitter = None,

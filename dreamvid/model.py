@@ -104,7 +104,7 @@ def import_weights(src: str | os.PathLike, *, overwrite: bool = False) -> Path:
     src_path = resolve_weights(src).path
     if src_path is None:
         raise WeightsError("import takes a weights file, not 'imagenet' or 'random'")
-    source = check_weights(WeightsSource("file", src_path, "import"))
+    check_weights(WeightsSource("file", src_path, "import"))
     # every convolution and batch norm, shape by shape (no framework needed)
     _check_shapes(src_path, _read_convs(src_path, CONVS_UPTO["mixed10"]), LAYER_NAMES)
     dest = cache_dir() / IMPORTED_NAME
@@ -136,6 +136,11 @@ def base_model(source: WeightsSource, precision: str = "fp32"):
         keras.config.set_dtype_policy(previous)
 
 
+def _reason(e: BaseException) -> str:
+    """A failed download's cause in a few words (network errors surface as many types)."""
+    return str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+
+
 def _build(source: WeightsSource):
     import keras
 
@@ -146,9 +151,8 @@ def _build(source: WeightsSource):
         try:
             return keras.applications.InceptionV3(include_top=False, weights="imagenet", input_shape=(None, None, 3))
         except Exception as e:  # network errors surface as many types
-            reason = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
             raise WeightsError(
-                f"could not download the ImageNet weights ({reason}); check your connection, or download "
+                f"could not download the ImageNet weights ({_reason(e)}); check your connection, or download "
                 f"{IMAGENET_URL} yourself and pass --weights FILE (or run `dreamvid weights --import FILE`)"
             ) from None
     model = keras.applications.InceptionV3(include_top=False, weights=None, input_shape=(None, None, 3))
@@ -548,9 +552,8 @@ def ensure_top(top: str | os.PathLike | None = None) -> Path:
             if digest.hexdigest() != TOP_MD5:
                 raise OSError(f"checksum {digest.hexdigest()} is not {TOP_MD5}")
     except Exception as e:  # network errors surface as many types
-        reason = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
         raise WeightsError(
-            f"class dreaming needs InceptionV3's ImageNet top, which could not be downloaded ({reason}); check "
+            f"class dreaming needs InceptionV3's ImageNet top, which could not be downloaded ({_reason(e)}); check "
             f"your connection, or download {TOP_URL} into {dest.parent}/ yourself (or set ${TOP_ENV_VAR})"
         ) from None
     return dest

@@ -155,28 +155,23 @@ class Dreamer:
         """The backend's on-device octave ascent (see ``jax_backend.make_octave``), or None without one."""
         if not self.fused or objective.matches:  # guide and class terms run in the host loop
             return None
-        key = (objective.structure, params.tile_size, params.tile_overlap)
-        if key not in self._octaves:
-            feats = model.feature_model(self.weights, objective.names, self.precision)
-            self._octaves[key] = self._backend.make_octave(
-                feats, channels=objective.channels, precision=self.precision, jit=self.jit,
-                tile=params.tile_size, overlap=params.tile_overlap, batch=self.tile_batch,
-            )
-        return self._octaves[key]
+        return self._compiled(self._octaves, self._backend.make_octave, objective, params)
 
     def frame_fn(self, objective: Objective, params: DreamParams):
         """The backend's one-program frame (see ``jax_frame.FrameRunner``), or None: no such backend, or an
         objective with guide or class terms (those frames take the host path)."""
         if not self.frame or objective.matches:
             return None
+        return self._compiled(self._frames, self._backend.make_frame, objective, params)
+
+    def _compiled(self, cache: dict, make, objective: Objective, params: DreamParams):
+        """``make``'s program for this objective's structure and tiling, built once and kept in ``cache``."""
         key = (objective.structure, params.tile_size, params.tile_overlap)
-        if key not in self._frames:
+        if key not in cache:
             feats = model.feature_model(self.weights, objective.names, self.precision)
-            self._frames[key] = self._backend.make_frame(
-                feats, channels=objective.channels, precision=self.precision, jit=self.jit,
-                tile=params.tile_size, overlap=params.tile_overlap, batch=self.tile_batch,
-            )
-        return self._frames[key]
+            cache[key] = make(feats, channels=objective.channels, precision=self.precision, jit=self.jit,
+                              tile=params.tile_size, overlap=params.tile_overlap, batch=self.tile_batch)
+        return cache[key]
 
     def warm_up(self, params: DreamParams, shape: tuple[int, int], *, video=None) -> None:
         """Compile every octave/tile shape a run of ``params`` at ``shape`` will use, before the first frame
