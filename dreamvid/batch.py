@@ -969,7 +969,7 @@ def _worker_main(wid: int, device: str | None, inbox, conn, threads: int | None 
             events.put(("frame", wid, task.id, (k, total, resumed)))
 
         # for the tests: DREAMVID_TEST_KILL_TASK=<job>#<index>@<attempt>=<stage>:<n> kills this worker at that
-        # instant (pipeline._checkpoint) of that one task's attempt
+        # instant (fsutil.checkpoint) of that one task's attempt
         hook = os.environ.get("DREAMVID_TEST_KILL_TASK", "")
         if hook.partition("=")[0] == f"{task.id}@{task.attempt}":
             os.environ["DREAMVID_TEST_KILL_AT"] = hook.partition("=")[2]

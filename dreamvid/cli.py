@@ -19,6 +19,7 @@ from rich.text import Text  # noqa: E402
 
 from . import __version__  # noqa: E402
 from .errors import DreamvidError  # noqa: E402
+from .options import OptionError, RenderOptions, check_option  # noqa: E402
 
 app = typer.Typer(
     help="dreamvid: DeepDream music videos. Dream photos, or render footage + a song into a video.",
@@ -179,7 +180,7 @@ def dream(
     """Dream still images (photos, thumbnails)."""
     from .stills import dream_files, plan, read_inputs
 
-    _check_positive("--max-side", max_side, 16)
+    check_option("max-side", max_side)
     cfg = _config(preset, config, layers=layers, octaves=octaves, octave_scale=octave_scale, steps=steps,
                   step_size=step_size, jitter=jitter, tile_size=tile_size, seed=seed,
                   **_direction(creativity, guide, guide_weight, dream_class, class_weight))
@@ -225,25 +226,12 @@ def render(
     dream_class: DreamClass = None, class_weight: ClassWeight = None,
 ):
     """Render a dreamed music video: flow-coherent frames, the song muxed in, resumable, with a JSON report."""
-    from .errors import ConfigError, suggest
-    from .pipeline import RenderOptions
-    from .video.encode import X264_PRESETS
-
-    _check_video_flags(max_side, react, crf)
-
-    if x264_preset not in X264_PRESETS:
-        raise ConfigError(f"--x264-preset '{x264_preset}' is unknown{suggest(x264_preset, X264_PRESETS)}; use one of "
-                          f"{', '.join(X264_PRESETS)}")
-    if start < 0:
-        raise ConfigError(f"--start must be >= 0, got {start}")
-    if duration is not None and not duration > 0:
-        raise ConfigError(f"--duration must be above 0 seconds, got {duration}")
-    cfg = _config(preset, config, layers=layers, octaves=octaves, octave_scale=octave_scale, steps=steps,
-                  step_size=step_size, jitter=jitter, tile_size=tile_size, seed=seed,
-                  **_direction(creativity, guide, guide_weight, dream_class, class_weight))
     opts = RenderOptions(input=clip, output=output, song=song, loop_song=loop_song, start=start, duration=duration,
                          max_side=max_side, react=react, overwrite=overwrite, resume=resume, crf=crf,
                          x264_preset=x264_preset, keep_work=keep_work)
+    cfg = _config(preset, config, layers=layers, octaves=octaves, octave_scale=octave_scale, steps=steps,
+                  step_size=step_size, jitter=jitter, tile_size=tile_size, seed=seed,
+                  **_direction(creativity, guide, guide_weight, dream_class, class_weight))
     report = _render_video(opts, cfg, weights, backend, precision, quiet, "rendering")
     say(out, f"{report['output']}  ({report['frames']} frames, temporal_stability {report['temporal_stability']}, "
              f"dream_strength {report['dream_strength']}, dream_gain {report['dream_gain']}, "
@@ -359,30 +347,19 @@ def zoom(
     dream_class: DreamClass = None, class_weight: ClassWeight = None,
 ):
     """The infinite zoom: each frame is the previous dream moved by the preset's [motion], then dreamed again."""
-    from .pipeline import RenderOptions
-
-    _check_video_flags(max_side, react, crf)
     if seconds is None and song is None:
         seconds = 10.0
+    try:
+        opts = RenderOptions(input=image, output=output, song=song, duration=seconds, max_side=max_side, react=react,
+                             overwrite=overwrite, resume=resume, crf=crf, keep_work=keep_work, feedback=True, fps=fps)
+    except OptionError as e:  # the zoom's length is --seconds
+        raise OptionError("seconds", e.rule, e.value) if e.key == "duration" else e from None
     cfg = _config(preset or "zoom-tunnel", config, layers=layers, octaves=octaves, octave_scale=octave_scale,
                   steps=steps, step_size=step_size, jitter=jitter, tile_size=tile_size, seed=seed,
                   **_direction(creativity, guide, guide_weight, dream_class, class_weight))
-    opts = RenderOptions(input=image, output=output, song=song, duration=seconds, max_side=max_side, react=react,
-                         overwrite=overwrite, resume=resume, crf=crf, keep_work=keep_work, feedback=True, fps=fps)
     report = _render_video(opts, cfg, weights, backend, precision, quiet, "zooming")
     say(out, f"{report['output']}  ({report['frames']} frames, dream_strength {report['dream_strength']}, "
              f"audio_sync {report['audio_sync']})")
-
-
-def _check_video_flags(max_side, react: float, crf: int) -> None:
-    """The flags ``render`` and ``zoom`` share."""
-    from .errors import ConfigError
-
-    _check_positive("--max-side", max_side, 16)
-    if not 0.0 <= react <= 10.0:
-        raise ConfigError(f"--react must be from 0 to 10, got {react}")
-    if not 0 <= crf <= 51:
-        raise ConfigError(f"--crf must be from 0 to 51, got {crf}")
 
 
 def _render_video(opts, cfg, weights, backend, precision: str, quiet: bool, what: str) -> dict:
@@ -434,10 +411,8 @@ def schedule(
     from .plot import plot_schedule
     from .schedule import for_song
 
-    if not 1.0 <= fps <= 240.0:
-        raise ConfigError(f"--fps must be from 1 to 240, got {fps}")
-    if not 0.0 <= react <= 10.0:
-        raise ConfigError(f"--react must be from 0 to 10, got {react}")
+    check_option("fps", fps)
+    check_option("react", react)
     if output.suffix.lower() != ".png":
         raise ConfigError(f"the schedule plot is a PNG: give an -o path ending in .png, not {output.name}")
     check_output(output, overwrite=overwrite)
@@ -460,12 +435,10 @@ def analyze(
 ):
     """Plot what will drive the video: energy and onset envelopes, bands and beats on a time axis."""
     from .audio import analyze as run_analyze
-    from .errors import ConfigError
     from .fsutil import check_output
     from .plot import plot_analysis
 
-    if not 1.0 <= fps <= 240.0:
-        raise ConfigError(f"--fps must be from 1 to 240, got {fps}")
+    check_option("fps", fps)
     check_output(output, overwrite=overwrite)
     feats = run_analyze(song, fps=fps)
     plot_analysis(feats, output, title=song.name, overwrite=overwrite)

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
+import shutil
+import signal
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -74,3 +79,92 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, overwrite: bool 
     with atomic_output(path, overwrite=overwrite) as tmp:
         tmp.write_bytes(data)
     return Path(path)
+
+
+# ---- durable writes (the work folders of renders and batch jobs) ------------------------------------------------
+def fsync(path: str | os.PathLike) -> None:
+    """Flush a file's data, or a folder's entries, to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def durable_write(path: str | os.PathLike, data: bytes) -> None:
+    """Replace ``path`` atomically, on disk (fsync) before this returns. For one writer (a locked work folder)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync(path.parent)
+
+
+def place(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Move a finished file into place, atomically and durably, also onto another file system.
+
+    Within one file system this is a rename. Across file systems (``EXDEV``), ``src`` is copied to a temporary
+    file beside ``dst``, flushed, renamed over ``dst``, and only then removed: repeated after an interruption, it
+    finishes the move. The file keeps normal permissions.
+    """
+    src, dst = Path(src), Path(dst)
+    try:
+        os.replace(src, dst)
+    except OSError as e:
+        if e.errno != errno.EXDEV:
+            raise OutputError(f"cannot move {src.name} to {dst}: {e.strerror}; choose a writable output path") \
+                from None
+        with io_error(dst):
+            tmp = _new_temp(dst.parent, prefix=f".{dst.stem}.", suffix=f".tmp{dst.suffix}")
+            try:
+                shutil.copyfile(src, tmp)
+                fsync(tmp)
+                os.replace(tmp, dst)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+                raise
+            fsync(dst.parent)
+            src.unlink()
+        return
+    fsync(dst.parent)
+
+
+@contextlib.contextmanager
+def io_error(path: str | os.PathLike) -> Iterator[None]:
+    """Turn an ``OSError`` while writing ``path`` (a full disk, a read-only or vanished folder) into one line."""
+    try:
+        yield
+    except OSError as e:
+        if isinstance(e, (BrokenPipeError, ConnectionError)):
+            raise
+        hint = ("free some space, then run the same command again (with --resume for a render)"
+                if e.errno in (errno.ENOSPC, errno.EDQUOT) else "check the folder, then run the same command again")
+        raise OutputError(f"cannot write {path}: {e.strerror or e}; {hint}") from None
+
+
+def checkpoint(stage: str, n: int = 0, *, watch: Path | None = None) -> None:
+    """An instant between two durable writes, named for the tests.
+
+    ``DREAMVID_TEST_KILL_AT=<stage>:<n>`` makes the process SIGKILL itself here; ``during-<stage>:<n>`` does it as
+    soon as the step that follows creates a file in ``watch`` (mid-concat, mid-mux). Stages, in order: ``png:<k>``,
+    ``segment:<s>``, ``state:<k>``, ``pruned:<s>``, ``concat:0``, ``mux:0``, ``publish:0``, ``placed:0`` (output),
+    ``placed:1`` (report), ``trashed:0``.
+    """
+    at = os.environ.get("DREAMVID_TEST_KILL_AT")
+    if not at:
+        return
+    if at == f"{stage}:{n}":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if watch is not None and at == f"during-{stage}:{n}":
+        before = set(os.listdir(watch))
+
+        def kill_on_new_file():
+            while not set(os.listdir(watch)) - before:
+                time.sleep(0.001)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        threading.Thread(target=kill_on_new_file, name="dreamvid-test-kill", daemon=True).start()

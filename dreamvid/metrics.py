@@ -17,7 +17,8 @@ import numpy as np
 
 from .video.flow import consistency_mask, flow_pair, warp
 
-__all__ = ["GAIN_LAYERS", "GainMeter", "StabilityMeter", "StrengthMeter", "pearson"]
+__all__ = ["GAIN_EVERY", "GAIN_LAYERS", "GainMeter", "Measures", "StabilityMeter", "StrengthMeter", "mean_change",
+           "pearson"]
 
 #: The objective of ``dream_gain``: the sum of these layers' mean activations (trained weights).
 GAIN_LAYERS = "mixed3:1,mixed5:1"
@@ -152,22 +153,31 @@ class StrengthMeter:
 
     def update(self, src: np.ndarray, out: np.ndarray) -> float:
         """Add one frame pair (uint8 RGB, same shape) and return that frame's mean difference."""
-        if src.shape != out.shape:
-            raise ValueError(f"frames differ in shape: {src.shape} vs {out.shape}")
-        if src.dtype == out.dtype == np.uint8:  # exact, and about 10x faster at 1080p (it runs on the dream's thread)
-            s = float(sum(cv2.sumElems(cv2.absdiff(out, src))))
-        else:
-            s = float(np.abs(out.astype(np.int16) - src.astype(np.int16)).sum(dtype=np.int64))
-        self._sum += s
-        self._n += out.size
+        return self.add(mean_change(src, out), out.size)
+
+    def add(self, mean: float, size: int) -> float:
+        """Add one frame's mean change (:func:`mean_change`) over ``size`` values; returns it."""
+        self._sum += mean * size
+        self._n += size
         self.frames += 1
-        self.last = s / out.size
-        return self.last
+        self.last = mean
+        return mean
 
     @property
     def value(self) -> float:
         """Mean over every frame so far (nan before any update)."""
         return self._sum / self._n if self._n else math.nan
+
+
+def mean_change(src: np.ndarray, out: np.ndarray) -> float:
+    """The mean ``|out − src|`` over all pixels and channels, 0–255 scale: a frame's dream strength."""
+    if src.shape != out.shape:
+        raise ValueError(f"frames differ in shape: {src.shape} vs {out.shape}")
+    if src.dtype == out.dtype == np.uint8:  # exact, and about 10x faster at 1080p (it runs on the dream's thread)
+        s = float(sum(cv2.sumElems(cv2.absdiff(out, src))))
+    else:
+        s = float(np.abs(out.astype(np.int16) - src.astype(np.int16)).sum(dtype=np.int64))
+    return s / out.size
 
 
 class GainMeter:
@@ -235,3 +245,99 @@ def pearson(a, b) -> float:
     if den == 0.0:
         return 0.0
     return float(np.clip((x * y).sum() / den, -1.0, 1.0))
+
+
+GAIN_EVERY = 10  # dream_gain is measured on every 10th frame (two network passes each)
+
+
+class Measures:
+    """Every measure of a render, streaming: one object per render (or chunk), fed each finished frame in order.
+
+    ``update`` runs behind the dream (the render's measure thread); ``state_dict`` / ``load_state_dict`` carry the
+    accumulators through an interruption, so a resumed render reports what an uninterrupted one does; ``report``
+    gives the report's keys.
+
+    Parameters
+    ----------
+    objective : callable or None
+        uint8 RGB (H, W, 3) -> float, the objective of :data:`GAIN_LAYERS` (``dream_gain``); None: not measured.
+    level : float array (n,) or None
+        The song's loudness per frame of the film (``audio_sync`` correlates it with each frame's strength);
+        None: no song.
+    tol : float
+        The consistency tolerance of the stability measure's mask.
+    gain_every : int
+        ``dream_gain`` is measured on frames ``k`` with ``k % gain_every == 0``.
+    """
+
+    def __init__(self, *, objective=None, level=None, tol: float = 1.0, gain_every: int = GAIN_EVERY) -> None:
+        self.level = level
+        self.gain_every = int(gain_every)
+        self.stability = StabilityMeter(tol=tol)
+        self.strength = StrengthMeter()
+        self.gain = GainMeter(objective) if objective is not None else None
+        self._sync = [0.0] * 6  # n, Σx, Σy, Σxx, Σyy, Σxy
+
+    def update(self, k: int, src: np.ndarray, out: np.ndarray, *, prev_src: np.ndarray | None,
+               prev_out: np.ndarray | None, cut: bool = False, flows=None, mask: np.ndarray | None = None,
+               intensity: float | None = None) -> float:
+        """Add film frame ``k`` (source and output, uint8 RGB) and return its strength (mean ``|out − src|``).
+
+        ``prev_src`` / ``prev_out`` are the frame before (None at the first frame of a run); ``cut`` says a shot
+        starts at ``k``; ``flows`` (bwd, fwd) are the flows the render carried the dream along, ``mask`` their
+        consistency mask, if it has them; ``intensity`` the frame's :func:`mean_change` if already known.
+        """
+        intensity = self.strength.update(src, out) if intensity is None else self.strength.add(intensity, out.size)
+        if self.level is not None:
+            _sync_add(self._sync, float(self.level[k]), intensity)  # the song's own RMS, unsmoothed
+        if prev_src is not None and prev_out is not None and flows is not None and not cut:
+            self.stability.update_with_flow(prev_src, src, prev_out, out, bwd=flows[0], fwd=flows[1], mask=mask)
+        if self.gain is not None and k % self.gain_every == 0:
+            self.gain.update(src, out)
+        return intensity
+
+    def state_dict(self) -> dict:
+        """The accumulators, as plain JSON-able values."""
+        return {"stability": dict(vars(self.stability)), "strength": dict(vars(self.strength)),
+                "gain": self.gain.state() if self.gain is not None else {}, "sync": list(self._sync)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from a :meth:`state_dict`."""
+        for name in ("stability", "strength"):
+            meter = getattr(self, name)
+            for key, value in (state.get(name) or {}).items():
+                if key in vars(meter):
+                    setattr(meter, key, value)
+        if self.gain is not None:
+            self.gain.load(state.get("gain") or {})
+        self._sync = [float(v) for v in state.get("sync", self._sync)]
+
+    def report(self) -> dict:
+        """``temporal_stability``, ``dream_strength``, ``dream_gain`` and ``audio_sync`` (None where not measured)."""
+        return {"temporal_stability": _num(self.stability.value), "dream_strength": _num(self.strength.value),
+                "dream_gain": _num(self.gain.value) if self.gain is not None else None,
+                "audio_sync": _num(_sync_value(self._sync)) if self.level is not None else None}
+
+
+def _num(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else round(float(x), 4)
+
+
+def _sync_add(acc: list[float], x: float, y: float) -> None:
+    acc[0] += 1
+    acc[1] += x
+    acc[2] += y
+    acc[3] += x * x
+    acc[4] += y * y
+    acc[5] += x * y
+
+
+def _sync_value(acc: list[float]) -> float:
+    """Pearson correlation from running sums (constant memory)."""
+    n, sx, sy, sxx, syy, sxy = acc
+    if n < 2:
+        return math.nan
+    vx, vy = n * sxx - sx * sx, n * syy - sy * sy
+    if vx <= 1e-12 or vy <= 1e-12:
+        return 0.0
+    return (n * sxy - sx * sy) / math.sqrt(vx * vy)

@@ -76,8 +76,9 @@ class FrameParams:
     strength : float >= 0
         Multiplier of the governor's strength target ([video] strength) on this frame; 1 without reaction.
     target : float >= 0 or None
-        The governor's target in grey levels when ``[video] strength`` is a schedule (already multiplied by
-        ``strength``); None: ``[video] strength * strength``.
+        The governor's target for this frame in grey levels: ``[video] strength`` (or its schedule) times
+        ``strength``. Every front end dreams frame k to this target; None only for a schedule built without a
+        config (no governor).
     motion : (zoom, rotate, translate_x, translate_y)
         The camera's motion on this frame (``[motion]``): scale, degrees counter-clockwise, fractions of the width
         and height. ``(1, 0, 0, 0)``: still.
@@ -386,6 +387,8 @@ def _base_curves(base: DreamParams, blend: float, n: int, *, config: Config | No
         "translate_x": np.full(n, motion.translate_x if motion else 0.0, np.float64),
         "translate_y": np.full(n, motion.translate_y if motion else 0.0, np.float64),
     }
+    if config is not None:  # the governor's target before the music ([video] strength, or its schedule below)
+        curves["target"] = np.full(n, float(config.video.strength), np.float64)
     schedules = dict(config.schedules) if config is not None else {}
     layer_schedules = [(i, s) for i, s in enumerate(base.layers) if s.schedule is not None]
     if schedules or layer_schedules:

@@ -130,14 +130,11 @@ class Feedback:
 
 def still_info(path: Path, *, fps: float, duration: float | None, song: Path | None):
     """A :class:`~dreamvid.video.VideoInfo` for the infinite zoom of the image at ``path``: its size, ``fps``,
-    and as many frames as ``duration`` seconds, or the song's length, or the shorter of the two."""
+    and as many frames as ``duration`` seconds, or the song's length, or the shorter of the two (``fps`` and
+    ``duration`` are checked by :class:`~dreamvid.options.RenderOptions`)."""
     from . import video
     from .images import read_image
 
-    if not (isinstance(fps, (int, float)) and 1.0 <= fps <= 240.0):
-        raise ConfigError(f"--fps must be from 1 to 240, got {fps}")
-    if duration is not None and not (math.isfinite(duration) and duration > 0):
-        raise ConfigError(f"--seconds must be above 0, got {duration}")
     img = read_image(path)
     seconds = duration
     if song is not None:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dreamvid.config import resolve
-from dreamvid.pipeline import mover
+from dreamvid.sources import camera as mover
 from dreamvid.schedule import build_schedule
 from dreamvid.video import compose, motion_flow, motion_matrix, warp, warp_motion
 

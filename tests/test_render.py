@@ -16,7 +16,7 @@ import pytest
 from dreamvid.audio import load_song
 from dreamvid.config import resolve
 from dreamvid.errors import OutputError
-from dreamvid.pipeline import STAGES, RenderOptions, _schedule, work_dir_for
+from dreamvid.pipeline import STAGES, RenderOptions, film_schedule, work_dir_for
 from dreamvid.video import count_frames, iter_frames, output_size, probe, scene_cut_score, stream_durations
 from dreamvid.coherence import Coherence
 from tests.render_fixtures import (  # noqa: F401  (media and rdreamer are fixtures)
@@ -156,7 +156,7 @@ def test_report_beside_the_output(song_render, silent_render, cfg, media, rdream
     # the measures: strength is the mean of the per-frame intensities; sync their correlation with the song's energy
     intensities = np.array([e.intensity for e in events])
     assert on_disk["dream_strength"] == pytest.approx(float(intensities.mean()), rel=1e-3, abs=1e-4)
-    _, features = _schedule(RenderOptions(input=media["clip"], output=out, song=media["song"]), cfg, FPS, N)
+    _, features = film_schedule(RenderOptions(input=media["clip"], output=out, song=media["song"]), cfg, FPS, N)
     expected_sync = float(np.corrcoef(features.level[:N], intensities)[0, 1])  # the song's own RMS per frame
     assert math.isfinite(on_disk["audio_sync"]) and -1.0 <= on_disk["audio_sync"] <= 1.0
     assert on_disk["audio_sync"] == pytest.approx(expected_sync, abs=1e-3)

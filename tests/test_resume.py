@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from dreamvid import pipeline
+from dreamvid import fsutil, pipeline, workdir
 from dreamvid.errors import OutputError
 from dreamvid.pipeline import report_path_for, work_dir_for
 from dreamvid.video import count_frames, stream_durations
@@ -93,7 +93,7 @@ def _copy_state(out: Path, dest: Path) -> None:
     """What is on disk for this render right now: what a SIGKILL at this instant would leave."""
     dest.mkdir()
     work = work_dir_for(out)
-    for folder in (work, pipeline._trash_for(work)):
+    for folder in (work, workdir.trash_for(work)):
         if folder.exists():
             shutil.copytree(folder, dest / folder.name)
     for f in (out, report_path_for(out)):
@@ -110,7 +110,7 @@ def test_a_kill_at_any_instant_resumes_to_the_same_video(clips, reference, rdrea
         _copy_state(out, dest)
         snaps.append((f"{stage}:{n}", dest))
 
-    monkeypatch.setattr(pipeline, "_checkpoint", snapshot)
+    monkeypatch.setattr(fsutil, "checkpoint", snapshot)
     render_to(out, clips["voiced"], cfg, rdreamer, segment_frames=SEG)
     monkeypatch.undo()
     assert out.read_bytes() == reference.read_bytes()
@@ -135,7 +135,7 @@ def test_a_kill_at_any_instant_resumes_to_the_same_video(clips, reference, rdrea
             assert report["frames"] == N10, stage
             assert json.loads(json.dumps(report)) == read_report(o), stage
         assert o.read_bytes() == reference.read_bytes(), f"killed at {stage}, the resumed video differs"
-        assert not work_dir_for(o).exists() and not pipeline._trash_for(work_dir_for(o)).exists(), stage
+        assert not work_dir_for(o).exists() and not workdir.trash_for(work_dir_for(o)).exists(), stage
         assert sorted(p.name for p in dest.iterdir()) == ["out.mp4", "out.report.json"], stage
 
 
@@ -150,7 +150,7 @@ def test_the_old_gap_a_closed_segment_before_its_state_resumes(clips, reference,
         if (stage, n) == ("segment", 0):
             _copy_state(out, dest)
 
-    monkeypatch.setattr(pipeline, "_checkpoint", snapshot)
+    monkeypatch.setattr(fsutil, "checkpoint", snapshot)
     render_to(out, clips["voiced"], cfg, rdreamer, segment_frames=SEG)
     monkeypatch.undo()
     work = dest / work_dir_for(out).name
@@ -289,7 +289,7 @@ def test_ctrl_c_hammered_during_the_cleanup_is_not_swallowed_and_leaks_nothing(c
     cut the wait short, every thread and ffmpeg still ends, and the work folder still resumes exactly."""
     first = threading.Event()
     in_render = threading.Event()
-    slow_write = pipeline.write_image
+    slow_write = workdir.write_image
 
     def write_slowly(*args, **kwargs):
         time.sleep(0.4)
@@ -314,7 +314,7 @@ def test_ctrl_c_hammered_during_the_cleanup_is_not_swallowed_and_leaks_nothing(c
             raise KeyboardInterrupt
 
     out = tmp_path / "out.mp4"
-    monkeypatch.setattr(pipeline, "write_image", write_slowly)
+    monkeypatch.setattr(workdir, "write_image", write_slowly)
     old_handler = signal.signal(signal.SIGINT, on_sigint)
     sender = threading.Thread(target=hammer)
     sender.start()

@@ -8,6 +8,7 @@ from .encode import FrameWriter, check_container, check_song, concat, count_fram
 from .flow import (
     FLOW_METHODS,
     WARP_MODES,
+    MotionTracker,
     coherent_init,
     compose,
     consistency_mask,
@@ -36,6 +37,7 @@ __all__ = [
     "stream_durations",
     "FLOW_METHODS",
     "WARP_MODES",
+    "MotionTracker",
     "estimate_flow",
     "flow_pair",
     "warp",

@@ -36,6 +36,7 @@ __all__ = [
     "compose",
     "motion_flow",
     "warp_motion",
+    "MotionTracker",
 ]
 
 #: Names accepted by ``method``. ``"none"`` means zero motion (no motion compensation).
@@ -422,3 +423,36 @@ def warp_motion(image: np.ndarray, m: np.ndarray, *, cubic: bool = False) -> np.
     if out.ndim == 2 and image.ndim == 3:
         out = out[..., None]
     return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the motion that carries the dream
+
+
+class MotionTracker:
+    """The motion that carries a render's dream from each source frame to the next. One per run of frames.
+
+    The render's source stage pushes every source frame in order, the frames a resume skips included, so the
+    tracker's state after frame ``k`` never depends on where a run started; it returns the flows the frame's
+    dream is carried along.
+
+    Parameters
+    ----------
+    video : VideoParams
+        ``flow`` (the method; ``"none"`` carries nothing) and ``flow_max_side`` are used.
+    """
+
+    def __init__(self, video) -> None:
+        _check_method(video.flow)
+        self.method = video.flow
+        self.max_side = int(video.flow_max_side)
+        self._prev: np.ndarray | None = None
+
+    def push(self, src: np.ndarray, *, cut: bool = False, need: bool = True) -> tuple[np.ndarray, np.ndarray] | None:
+        """Add the next source frame (uint8 RGB (H, W, 3)) and return ``(bwd, fwd)`` between the frame before it
+        and it (see :func:`flow_pair`), or None: the first frame, a scene cut, ``flow = "none"``, or ``need``
+        False (a frame a resume skips: remembered, not measured)."""
+        prev, self._prev = self._prev, src
+        if prev is None or cut or not need or self.method == "none":
+            return None
+        return flow_pair(src, prev, method=self.method, max_side=self.max_side)
