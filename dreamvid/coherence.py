@@ -33,6 +33,7 @@ on disk (lossless), so a resumed render gives the same frames as an uninterrupte
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import cv2
@@ -156,11 +157,16 @@ class Coherence:
     # -- the whole frame ---------------------------------------------------------------------------------------
     def dream(self, dreamer, src: np.ndarray, prev_src: np.ndarray | None, prev_out: np.ndarray | None, params, *,
               flows: tuple[np.ndarray, np.ndarray] | None, cut: bool = False, target: float | None = None,
-              blend: float | None = None, rng: np.random.Generator | None = None) -> tuple[np.ndarray, FramePlan]:
-        """Plan, dream and govern frame ``t``: ``(out uint8 (H, W, 3), plan)``. What the render loop calls.
+              blend: float | None = None, rng: np.random.Generator | None = None, callback=None,
+              memo: dict | None = None) -> tuple[np.ndarray, FramePlan]:
+        """Plan, dream and govern frame ``t``: ``(out uint8 (H, W, 3), plan)``. What every front end calls
+        (through ``pipeline.dream_frame``).
 
         ``params`` is the frame's :class:`~dreamvid.config.DreamParams`; ``rng`` defaults to one seeded with
         ``params.seed`` (the same jitter sequence on every frame, so a carried dream regrows the same detail).
+        ``callback`` sees every step (``Dreamer.dream_float``; it may raise to cancel). ``memo``, a dict the caller
+        keeps, remembers the last fresh frame's dream before the governor: dreaming the same fresh frame with the
+        same parameters again only re-governs it (the UI's preview, when only the strength moved).
 
         Where the dreamer runs whole frames on the device (``Dreamer.dream_frame``: JAX, layer terms) the plan, the
         dream and the governor run there as one program, with the same results; the plan returned then holds only
@@ -168,7 +174,7 @@ class Coherence:
         """
         rng = rng if rng is not None else np.random.default_rng(params.seed)
         device = getattr(dreamer, "dream_frame", None)
-        if device is not None:
+        if device is not None and memo is None and callback is None:
             v = self.v
             carry = not (prev_src is None or prev_out is None or flows is None or cut or v.coherence == "none")
             carry = carry and not (v.coherence == "blend" and (v.blend if blend is None else blend) <= 0)
@@ -178,7 +184,15 @@ class Coherence:
                 out, self.gain = got
                 return out, FramePlan(None, None, None, carry)
         plan = self.plan(src, prev_src, prev_out, flows=flows, cut=cut, blend=blend)
-        raw = dreamer.dream_float(plan.init, params, rng=rng, anchor=plan.anchor)
+        key = None
+        if memo is not None and not plan.carried:
+            key = (hashlib.blake2b(src.tobytes(), digest_size=16).hexdigest(), src.shape, repr(params))
+        if key is not None and memo.get("key") == key:
+            raw = memo["raw"]
+        else:
+            raw = dreamer.dream_float(plan.init, params, rng=rng, anchor=plan.anchor, callback=callback)
+            if key is not None:
+                memo.update(key=key, raw=raw)
         return self.finish(src, raw, target=target), plan
 
     # -- after the dream -------------------------------------------------------------------------------------

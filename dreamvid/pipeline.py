@@ -95,7 +95,7 @@ class Film:
         return self.info.fps
 
     def frames(self, *, skip_to: int = 0, stage=None, seconds=None, previous=None, start: int | None = None,
-               count: int | None = None) -> Iterator[sources.SourceFrame]:
+               count: int | None = None, motion: bool = True) -> Iterator[sources.SourceFrame]:
         """The source frames of the run (film frames ``start .. start + count``, default the render's range),
         frames below ``skip_to`` marked as skipped. ``previous()`` gives the last output (the zoom's feedback)."""
         start = self.offset if start is None else start
@@ -106,7 +106,8 @@ class Film:
                                     skip_to=skip_to, seconds=seconds)
         return sources.footage(self.opts.input, self.info, first=self.first, start=start, count=count,
                                size=self.size, schedule=self.schedule, video_params=self.config.video,
-                               skip_to=skip_to, stage=stage, seconds=seconds, on_warning=self.on_warning)
+                               skip_to=skip_to, motion=motion, stage=stage, seconds=seconds,
+                               on_warning=self.on_warning)
 
 
 def _fit(path: Path, size: tuple[int, int]) -> np.ndarray:
@@ -209,23 +210,30 @@ def scene_cuts(opts: RenderOptions, config: Config, *, on_warning=None) -> list[
 
 # ---- the dream of one frame -------------------------------------------------------------------------------------
 def dream_frame(dreamer, coherence: Coherence, frame: sources.SourceFrame, prev_out: np.ndarray | None,
-                params) -> tuple[np.ndarray, Any]:
+                params, *, callback=None, memo: dict | None = None) -> tuple[np.ndarray, Any]:
     """Dream source ``frame`` with the film's parameters for it (``params``: the schedule's ``FrameParams``),
     carrying ``prev_out`` (the output of the frame before) along the frame's motion: ``(out uint8, plan)``. Every
-    front end dreams a frame through this."""
+    front end dreams a frame through this (``callback`` and ``memo``: see ``Coherence.dream``)."""
     return coherence.dream(dreamer, frame.src, frame.prev, prev_out, params.dream, flows=frame.flows, cut=frame.cut,
-                           target=params.target, blend=params.blend)
+                           target=params.target, blend=params.blend, callback=callback, memo=memo)
 
 
-def first_frame(film: Film, dreamer, k: int, *, src: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def first_frame(film: Film, dreamer, k: int, *, raw: np.ndarray | None = None, callback=None,
+                memo: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Frame ``k`` as a render of the range that starts at ``k`` dreams it (a chunk's first frame, the UI's
-    preview): ``(src, out)``. ``src`` is the raw footage frame ``k`` at the film's size if the caller has it."""
-    if src is None:
-        frame = next(iter(film.frames(start=k, count=1)))
+    preview): ``(src, out)``, ``src`` as the camera sees it. ``raw`` is footage frame ``k`` at the film's size if
+    the caller has it (the UI keeps its decoder open); ``callback`` and ``memo``: see ``Coherence.dream``."""
+    if raw is None:
+        frames = film.frames(start=k, count=1, motion=False)
+        try:
+            frame = next(iter(frames))
+        finally:
+            frames.close()
     else:
-        frame = next(sources.track([src], start=k, schedule=film.schedule, size=film.size,
+        frame = next(sources.track([raw], start=k, schedule=film.schedule, size=film.size,
                                    video_params=film.config.video, motion=False))
-    out, _ = dream_frame(dreamer, Coherence(film.config.video), frame, None, film.schedule.frame(k))
+    out, _ = dream_frame(dreamer, Coherence(film.config.video), frame, None, film.schedule.frame(k),
+                         callback=callback, memo=memo)
     return frame.src, out
 
 
