@@ -51,6 +51,7 @@ from typing import Any
 
 from .config import Config
 from .errors import ConfigError, DreamvidError, OutputError
+from .options import OptionError, check_option
 from .fsutil import atomic_write_bytes, check_output
 from .images import IMAGE_SUFFIXES
 
@@ -79,6 +80,7 @@ _DREAM_FLAGS = {"layers": "layers", "octaves": "octaves", "octave-scale": "octav
                 "step-size": "step_size", "jitter": "jitter", "tile-size": "tile_size", "seed": "seed"}
 _TABLES = ("dream", "video", "audio")
 _JOB_ONLY = ("name", "input", "output")
+_NAME = re.compile(r"[\w+-][\w.+-]*")  # a job's folder in the batch folder: never '.', '..' or hidden
 
 
 class BatchFileError(ConfigError):
@@ -246,6 +248,7 @@ def load_jobs(job_file: str | os.PathLike, *, overwrite: bool = False, skip_bad:
     path = Path(job_file)
     if not path.is_file():
         raise ConfigError(f"job file {path} does not exist: check the path")
+    path = path.absolute()  # every path in it is from its folder, wherever the workers (Ray nodes) run
     try:
         text = path.read_text(encoding="utf-8")
         data = tomllib.loads(text)
@@ -260,6 +263,12 @@ def load_jobs(job_file: str | os.PathLike, *, overwrite: bool = False, skip_bad:
     jobs_raw = data.get("job", [])
     if not isinstance(jobs_raw, list) or not jobs_raw:
         raise ConfigError(f"job file {path} holds no [[job]] tables: add one per render or still (see docs/batch.md)")
+    if not all(isinstance(j, Mapping) for j in jobs_raw):
+        raise ConfigError(f"job file {path}: 'job' must be a list of [[job]] tables, got {jobs_raw[0]!r}; write each "
+                          "job as a [[job]] table (see docs/batch.md)")
+    if not isinstance(data.get("defaults", {}), Mapping):
+        raise ConfigError(f"job file {path}: 'defaults' must be a [defaults] table, got {data['defaults']!r} (see "
+                          "docs/batch.md)")
     defaults_line, blocks = _lines(text)
     defaults = _norm(data.get("defaults", {}) or {})
     problems: list[tuple[int, str, str]] = []
@@ -349,8 +358,14 @@ def _check_job(i: int, raw: dict, base: Path, line: int, *, overwrite: bool, bat
 
     inp, out = p("input"), p("output")
     name = str(raw.get("name") or out.stem or f"job{i + 1}")
-    if not re.fullmatch(r"[\w.+-]+", name):
-        raise _Bad("name", f"name '{name}' may hold only letters, digits and . _ + -")
+    if not _NAME.fullmatch(name):
+        raise _Bad("name", f"name '{name}' may hold only letters, digits and . _ + -, and may not start with '.' "
+                           "(it names the job's folder in the batch folder): give the job a name = \"...\"")
+    for t in _TABLES:  # a guide in a job's [dream] table is found from the job file's folder, like every path
+        if t == "dream" and isinstance(raw.get(t), Mapping) and isinstance(raw[t].get("guide"), str) \
+                and raw[t]["guide"] and not Path(raw[t]["guide"]).expanduser().is_absolute() \
+                and (base / raw[t]["guide"]).exists():
+            raw = {**raw, t: {**raw[t], "guide": str(base / raw[t]["guide"])}}
     # the config: preset < config file < [dream]/[video]/[audio] tables < dream flags
     try:
         preset = raw.get("preset") or presets.DEFAULT
@@ -385,8 +400,12 @@ def _check_job(i: int, raw: dict, base: Path, line: int, *, overwrite: bool, bat
     except DreamvidError as e:
         raise _Bad("weights", str(e)) from None
     ms = raw.get("max-side")
-    if ms is not None and ms < 16:
-        raise _Bad("max-side", f"max-side must be at least 16, got {ms}")
+    try:  # the render options every front end checks the same way (options.RenderOptions)
+        for key in ("max-side", "start", "duration", "react", "crf", "x264-preset"):
+            if raw.get(key) is not None:
+                check_option(key, raw[key])
+    except OptionError as e:
+        raise _Bad(e.key, e.as_key()) from None
     common = dict(name=name, line=line, input=inp, output=out, config=cfg, engine=engine, max_side=ms)
 
     if not inp.exists():
@@ -425,14 +444,10 @@ def _check_job(i: int, raw: dict, base: Path, line: int, *, overwrite: bool, bat
         return job
 
     # a render
-    for k in ("start", "duration", "react", "crf", "chunk-frames", "warmup", "fade"):
+    for k in ("chunk-frames", "warmup", "fade"):
         v = raw.get(k)
-        if v is None:
-            continue
-        rules = {"start": (0, math.inf), "duration": (1e-9, math.inf), "react": (0, 10), "crf": (0, 51),
-                 "chunk-frames": (2, math.inf), "warmup": (0, 10_000), "fade": (0, 10_000)}
-        lo, hi = rules[k]
-        if not lo <= v <= hi:
+        lo, hi = {"chunk-frames": (2, math.inf), "warmup": (0, 10_000), "fade": (0, 10_000)}[k]
+        if v is not None and not lo <= v <= hi:
             raise _Bad(k, f"{k} must be from {lo:g} to {hi:g}, got {v}")
     warmup, fade = raw.get("warmup", DEFAULT_WARMUP), raw.get("fade", DEFAULT_FADE)
     chunk_frames = raw.get("chunk-frames", DEFAULT_CHUNK_FRAMES)
@@ -442,10 +457,6 @@ def _check_job(i: int, raw: dict, base: Path, line: int, *, overwrite: bool, bat
     if chunk_frames <= 2 * fade:
         raise _Bad("chunk-frames", f"chunk-frames ({chunk_frames}) must be over twice fade ({fade}): a chunk split "
                                    "off a long shot keeps frames of its own besides the join window")
-    from .video.encode import X264_PRESETS
-
-    if raw.get("x264-preset", "medium") not in X264_PRESETS:
-        raise _Bad("x264-preset", f"x264-preset must be one of {', '.join(X264_PRESETS)}")
     job = Job(kind="render", song=p("song"), start=float(raw.get("start", 0.0)),
               duration=None if raw.get("duration") is None else float(raw["duration"]),
               loop_song=raw.get("loop-song", False), react=float(raw.get("react", 1.0)), crf=raw.get("crf", 18),
@@ -535,42 +546,40 @@ def job_done(job: Job) -> bool:
 def split(count: int, cuts: list[int], *, chunk_frames: int, warmup: int, fade: int,
           join_inside_shots: bool = True) -> list[Chunk]:
     """Chunks covering frames ``[0, count)``: whole shots packed up to ``chunk_frames``; a longer shot is split
-    evenly, and each chunk that starts inside it dreams ``warmup`` frames early; the ``fade`` frames before its
-    first frame are the join window. Without feedback (``join_inside_shots`` False) no warm-up is needed.
+    evenly, and each chunk that starts inside it dreams up to ``warmup`` frames early (never before its shot's first
+    frame); the last ``fade`` of those (at most) are the join window. Without feedback (``join_inside_shots``
+    False) no warm-up is needed. Every frame is encoded by exactly one chunk or one join window.
     """
+    if fade > warmup:
+        raise ConfigError(f"fade ({fade}) cannot be longer than warmup ({warmup})")
     starts = sorted({0, *(c for c in cuts if 0 < c < count)})
     shots = [(a, b) for a, b in zip(starts, starts[1:] + [count])]
-    pieces: list[tuple[int, int, bool]] = []  # (first, end, starts at a cut)
+    pieces: list[tuple[int, int, int]] = []  # (first, end, the first frame of its shot)
     cur: list[int] | None = None
     for a, b in shots:
         if b - a > chunk_frames:
             if cur is not None:
-                pieces.append((cur[0], cur[1], True))
+                pieces.append((cur[0], cur[1], cur[0]))
                 cur = None
             n = -(-(b - a) // chunk_frames)
             edges = [a + round(j * (b - a) / n) for j in range(n + 1)]
-            for j in range(n):
-                pieces.append((edges[j], edges[j + 1], j == 0))
+            pieces += [(edges[j], edges[j + 1], a) for j in range(n)]
         elif cur is not None and b - cur[0] <= chunk_frames:
             cur[1] = b
         else:
             if cur is not None:
-                pieces.append((cur[0], cur[1], True))
+                pieces.append((cur[0], cur[1], cur[0]))
             cur = [a, b]
     if cur is not None:
-        pieces.append((cur[0], cur[1], True))
-    if fade > warmup:
-        raise ConfigError(f"fade ({fade}) cannot be longer than warmup ({warmup})")
-    chunks = []
-    for i, (a, b, at_cut) in enumerate(pieces):
-        joined = join_inside_shots and not at_cut
-        next_joined = join_inside_shots and i + 1 < len(pieces) and not pieces[i + 1][2]
-        # the window [a - fade, a) is encoded by neither chunk: it is the cross-fade of the chunk before's last
-        # `fade` frames (its trail) and this chunk's last `fade` warm-up frames
-        chunks.append(Chunk(index=i, offset=a - (warmup if joined else 0), count=(b - a) + (warmup if joined else 0),
-                            lead=warmup if joined else 0, trail=fade if next_joined else 0,
-                            window=fade if joined else 0))
-    return chunks
+        pieces.append((cur[0], cur[1], cur[0]))
+    # a chunk that starts inside a shot warms its feedback up on the frames before it, back to the shot's start
+    leads = [min(warmup, a - shot) if join_inside_shots else 0 for a, _, shot in pieces]
+    windows = [min(fade, lead) for lead in leads]
+    # the window [a - window, a) is encoded by neither chunk: it is the cross-fade of the chunk before's last
+    # `window` frames (its trail) and this chunk's last `window` warm-up frames
+    return [Chunk(index=i, offset=a - leads[i], count=(b - a) + leads[i], lead=leads[i],
+                  trail=windows[i + 1] if i + 1 < len(pieces) else 0, window=windows[i])
+            for i, (a, b, _) in enumerate(pieces)]
 
 
 @dataclass
@@ -596,7 +605,41 @@ class Plan:
 
 
 def job_dir(batch_dir: Path, job: Job) -> Path:
-    return Path(batch_dir) / job.name
+    """The job's own folder, always a child of the batch folder (job names are checked: never ``.`` or ``..``)."""
+    d = Path(batch_dir) / job.name
+    if not _NAME.fullmatch(job.name) or d.resolve().parent != Path(batch_dir).resolve():
+        raise OutputError(f"job '{job.name}' would not have a folder of its own in {batch_dir}: rename the job")
+    return d
+
+
+# what batch itself writes in a job's folder: the only names it ever deletes there
+_MADE = re.compile(r"(plan\.json|tiles\.json|publish\.json|report\.json|video\.mp4|final\.\w+"
+                   r"|chunk_\d{4}\.mp4|chunk_\d{4}\.report\.json|chunk_\d{4}\.mp4\.dreamvid-work(\.trash)?"
+                   r"|window_\d{4}\.mp4|window_\d{4}|\..+\.tmp(\.\w+)?)")
+_WINDOW_FRAME = re.compile(r"[ab]_\d{4}\.png|\..+\.tmp\.png")
+
+
+def tidy_job_dir(d: Path, *, keep: tuple[str, ...] = ()) -> None:
+    """Delete what batch made in a job's folder (but ``keep``), and the folder if nothing else is left in it. A
+    file or folder batch did not make is never touched, and keeps the folder."""
+    if not d.is_dir():
+        return
+    for p in d.iterdir():
+        if p.name in keep or not _MADE.fullmatch(p.name):
+            continue
+        if p.is_dir() and not p.is_symlink():
+            if p.name.startswith("window_"):  # the join window's frames
+                for f in p.iterdir():
+                    if _WINDOW_FRAME.fullmatch(f.name) and f.is_file():
+                        f.unlink()
+                with contextlib.suppress(OSError):
+                    p.rmdir()  # not empty: something else is in it
+            else:  # a chunk's render work folder: all of it is the render's
+                shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        d.rmdir()
 
 
 def plan_job(job: Job, batch_dir: Path, *, overwrite: bool = False, on_warning=None) -> Plan:
@@ -617,7 +660,7 @@ def plan_job(job: Job, batch_dir: Path, *, overwrite: bool = False, on_warning=N
         if any(d.glob("chunk_*")) and not overwrite:
             raise OutputError(f"job '{job.name}' changed since its chunks in {d} were rendered: pass --overwrite to "
                               "render it again, or restore its settings")
-        shutil.rmtree(d, ignore_errors=True)
+        tidy_job_dir(d)
     info = video.probe(job.input)
     _, count = video.frame_range(info, job.start, job.duration)
     size = video.output_size(info.width, info.height, job.max_side)
@@ -655,6 +698,7 @@ def tasks_for(job: Job, plan: Plan | None, batch_dir: Path) -> list[Task]:
                      fp=job.fingerprint())
                 for i, (s, o) in enumerate(job.stills) if not _still_done(job, o)]
     d = job_dir(batch_dir, job)
+    tiles = _tiles(d)
     out = []
     for c in plan.chunks:
         if chunk_done(d, c):
@@ -667,8 +711,26 @@ def tasks_for(job: Job, plan: Plan | None, batch_dir: Path) -> list[Task]:
             save += [(c.lead - c.window + j, str(_window_png(d, c.index, "b", j))) for j in range(c.window)]
         opts = job.render_options(output=_chunk_path(d, c), frames=(c.offset, c.count), held=(c.lead, c.trail),
                                   resume=True, overwrite=True)
-        out.append(Task(job.name, c.index, "chunk", job.engine, cfg, opts=opts, save=tuple(save)))
+        chunk_cfg = {**cfg, "dream": {**cfg["dream"], **tiles[str(c.index)]}} if str(c.index) in tiles else cfg
+        out.append(Task(job.name, c.index, "chunk", job.engine, chunk_cfg, opts=opts, save=tuple(save)))
     return out
+
+
+def _tiles(d: Path) -> dict[str, dict]:
+    """The tiling each chunk that ran out of memory was retried with (``tiles.json``): a later run resumes it."""
+    try:
+        got = json.loads((d / "tiles.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return got if isinstance(got, dict) else {}
+
+
+def remember_tiles(batch_dir: Path, job: Job, task: Task) -> None:
+    """Record the tiling of a chunk's retry after running out of memory, so that its work folder, rendered with it,
+    resumes after an interruption instead of being refused as changed."""
+    d = job_dir(batch_dir, job)
+    tiles = _tiles(d) | {str(task.index): {k: task.config["dream"][k] for k in ("tile_size", "tile_overlap")}}
+    atomic_write_bytes(d / "tiles.json", json.dumps(tiles).encode())
 
 
 # ---- running one task (in a worker process, local or Ray) -----------------------------------------------------------
@@ -757,41 +819,58 @@ def smaller_tiles(task: Task) -> Task | None:
 def finish_job(job: Job, plan: Plan | None, batch_dir: Path, *, overwrite: bool = False,
                on_warning=None, stats: dict | None = None) -> dict:
     """Join a render job's finished chunks (cross-fading the join windows), mux the song once, write the report,
-    publish the output; for stills, the report. Returns the job's report."""
-    from . import video
-    from .images import read_image
+    publish the output (the render core's publishing: :mod:`dreamvid.publish`); for stills, the report. Returns the
+    job's report. A run killed at any instant of it finishes it when run again."""
+    from . import fsutil, publish
     from .pipeline import report_path_for
 
-    t0 = time.perf_counter()
     stats = stats or {}
     if job.kind != "render":
         return {"name": job.name, "kind": job.kind, "output": str(job.output), "frames": len(job.stills),
                 **stats}
     d = job_dir(batch_dir, job)
+    final = d / ("final" + job.output.suffix)
+    if not (d / "publish.json").is_file():  # not yet marked as publishing: build the output and the report
+        report = _join_job(job, plan, d, final, on_warning=on_warning, stats=stats)
+        publish.write_report(d, report, final)
+        fsutil.durable_write(d / "publish.json", json.dumps({"fingerprint": job.fingerprint()}).encode())
+        fsutil.checkpoint("publish")
+    moves = ((final, job.output), (d / "report.json", report_path_for(job.output)))
+    report = json.loads((moves[1][0] if moves[1][0].exists() else moves[1][1]).read_text())
+    # overwrite: load_jobs refused anything in the way that is not this job's (this also makes the output's folder)
+    check_output(job.output, overwrite=True)
+    publish.place_all(moves, overwrite=True, work=d)
+    tidy_job_dir(d)  # the chunks are in the output now
+    return report
+
+
+def _join_job(job: Job, plan: Plan, d: Path, final: Path, *, on_warning, stats: dict) -> dict:
+    """The job's output in ``final`` (chunks and cross-faded join windows, joined; the sound muxed) and its report."""
+    from . import publish, video
+    from .images import read_image
+    from .pipeline import report_path_for
+
+    t0 = time.perf_counter()
     pieces: list[Path] = []
     windows = []
     chunk_reports = []
     for c in plan.chunks:
         if c.window:
-            fade = c.window
             seg = d / f"window_{c.index:04d}.mp4"
             if not seg.is_file():
                 with video.FrameWriter(seg, fps=plan.fps, size=plan.size, crf=job.crf, preset=job.x264_preset,
                                        overwrite=True) as w:
-                    for j in range(fade):
+                    for j in range(c.window):
                         a = read_image(_window_png(d, c.index, "a", j)).astype("float32")
                         b = read_image(_window_png(d, c.index, "b", j)).astype("float32")
-                        t = (j + 1) / (fade + 1)
+                        t = (j + 1) / (c.window + 1)
                         w.write(((1 - t) * a + t * b).round().clip(0, 255).astype("uint8"))
             pieces.append(seg)
-            windows.append([c.first - fade, c.first])
+            windows.append([c.first - c.window, c.first])
         pieces.append(_chunk_path(d, c))
         chunk_reports.append(json.loads(report_path_for(_chunk_path(d, c)).read_text()))
-    silent = d / "video.mp4"
-    video.concat(pieces, silent, overwrite=True)
-    final = d / ("final" + job.output.suffix)
-    audio_seconds = video.mux(silent, final, song=job.song, source=None if job.song else job.input, start=job.start,
-                              loop_song=job.loop_song, overwrite=True, on_warning=on_warning)
+    audio_seconds = publish.join(pieces, d, final, song=job.song, source=None if job.song else job.input,
+                                 start=job.start, loop_song=job.loop_song, on_warning=on_warning)
 
     def mean(key):
         vals = [(r.get(key), r["frames"]) for r in chunk_reports if r.get(key) is not None]
@@ -800,36 +879,24 @@ def finish_job(job: Job, plan: Plan | None, batch_dir: Path, *, overwrite: bool 
 
     dream_s = sum(r["seconds"].get("dream", 0.0) for r in chunk_reports)
     dreamed = sum(r["frames"] for r in chunk_reports)
-    report = {
+    measured = ("temporal_stability", "still_change", "moving_stability", "dream_strength", "dream_gain")
+    return {
         "name": job.name, "kind": "render", "input": str(job.input), "output": str(job.output),
         "song": str(job.song) if job.song else None, "frames": plan.count, "frames_dreamed": dreamed,
         "fps": plan.fps, "size": list(plan.size), "audio_seconds": audio_seconds,
-        "cuts": plan.cuts, "chunks": [{**c.__dict__, **{k: r.get(k) for k in ("temporal_stability",
-                                                                              "dream_strength", "dream_gain")},
+        "cuts": plan.cuts, "chunks": [{**c.__dict__, **{k: r.get(k) for k in measured},
                                        "resumed_at_frames": r.get("resumed_at_frames")}
                                       for c, r in zip(plan.chunks, chunk_reports)],
         "join_windows": windows,
-        "temporal_stability": mean("temporal_stability"), "dream_strength": mean("dream_strength"),
-        "dream_gain": mean("dream_gain"),
+        **{k: mean(k) for k in measured},
         "seconds": {"dream": round(dream_s, 3), "join": round(time.perf_counter() - t0, 3)},
         "dream_seconds_per_frame": round(dream_s / max(1, dreamed), 4),
         "weights": chunk_reports[0].get("weights"), "backend": chunk_reports[0].get("backend"),
         "precision": chunk_reports[0].get("precision"), "react": job.react, "config": job.config.to_dict(),
         "batch": {"fingerprint": job.fingerprint(), **stats},
     }
-    rp = report_path_for(job.output)
-    check_output(job.output, overwrite=True)  # load_jobs refused anything in the way that is not this job's
-    tmp_report = d / "report.json"
-    atomic_write_bytes(tmp_report, json.dumps(report, indent=2).encode())
-    os.replace(final, job.output)
-    os.replace(tmp_report, rp)
-    for p in d.iterdir():  # the chunks are in the output now; the plan and the log stay
-        if p.name not in ("plan.json",):
-            shutil.rmtree(p) if p.is_dir() else p.unlink()
-    return report
 
 
-# ---- status ------------------------------------------------------------------------------------------------------------
 @dataclass
 class JobStatus:
     name: str
@@ -947,8 +1014,12 @@ class _Events:
         self.conn.send(item)
 
 
-def _worker_main(wid: int, device: str | None, inbox, conn, threads: int | None = None) -> None:
-    """A worker process: its own device, one Dreamer per engine, tasks from ``inbox`` until None."""
+def _worker_main(wid: int, device: str | None, inbox, conn, threads: int | None = None,
+                 parent: int | None = None) -> None:
+    """A worker process: its own device, one Dreamer per engine, tasks from ``inbox`` until None, or until the
+    batch that started it is gone (killed: an idle worker must not hold the model and the GPU forever)."""
+    import queue
+
     events = _Events(conn)
     if device is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = device
@@ -961,7 +1032,12 @@ def _worker_main(wid: int, device: str | None, inbox, conn, threads: int | None 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the workers
     events.put(("ready", wid, None, os.getpid()))
     while True:
-        task = inbox.get()
+        try:
+            task = inbox.get(timeout=1.0)
+        except queue.Empty:
+            if parent is not None and os.getppid() != parent:  # orphaned: the batch died without saying so
+                os._exit(0)
+            continue
         if task is None:  # every result is with the parent: skip the framework's slow teardown
             conn.close()
             os._exit(0)
@@ -1036,10 +1112,7 @@ class _Run:
             if job_done(job):
                 js.state = "skipped"
                 self.log(job.name, "already done; skipped")
-                d = job_dir(self.dir, job)  # left by a run killed while tidying up after publishing
-                for p in d.iterdir() if d.is_dir() else ():
-                    if p.name != "plan.json":
-                        shutil.rmtree(p) if p.is_dir() else p.unlink()
+                tidy_job_dir(job_dir(self.dir, job))  # left by a run killed while tidying up after publishing
                 continue
             js.state = "planning"
             self.update()
@@ -1136,6 +1209,8 @@ class _Run:
         if smaller is None:
             self.fail(task.job, f"{task.kind} {task.index} ran out of memory even with 64-px tiles: {message}")
             return None
+        if task.kind == "chunk":
+            remember_tiles(self.dir, self.job(task.job), smaller)
         self.log(task.job, f"{task.kind} {task.index} ran out of memory; again with "
                            f"{smaller.config['dream']['tile_size']}-px tiles")
         self.status.jobs[task.job].retries += 1
@@ -1230,7 +1305,7 @@ class _Pool:
         recv, send = self.ctx.Pipe(duplex=False)
         # CPU workers split the cores between them (on a GPU the CPU threads mostly wait)
         threads = None if device is not None else max(1, (os.cpu_count() or 1) // max(1, len(self.devices)))
-        p = self.ctx.Process(target=_worker_main, args=(wid, device, inbox, send, threads), daemon=True,
+        p = self.ctx.Process(target=_worker_main, args=(wid, device, inbox, send, threads, os.getpid()), daemon=True,
                              name=f"dreamvid-worker-{wid}")
         p.start()
         send.close()  # the worker holds the only writing end: its death is an EOF here

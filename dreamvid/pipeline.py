@@ -202,7 +202,8 @@ def check(opts: RenderOptions) -> tuple[video.VideoInfo, int, int]:
 def scene_cuts(opts: RenderOptions, config: Config, *, on_warning=None) -> list[int]:
     """The film frames where a render of ``opts`` resets its feedback at a scene cut: the render's own source,
     zoom pulses and camera included, so a chunk that starts at one of them dreams what a one-process render does."""
-    film = Film.of(opts, config, on_warning=on_warning)
+    info = video.probe(opts.input)
+    film = Film(opts, config, info, *video.frame_range(info, opts.start, opts.duration), on_warning=on_warning)
     frames = sources.footage(opts.input, film.info, first=film.first, start=0, count=film.count, size=film.size,
                              schedule=film.schedule, video_params=config.video, motion=False, on_warning=on_warning)
     return [f.k for f in frames if f.cut]
