@@ -293,3 +293,48 @@ def test_objective_of_a_frame_smaller_than_the_network_minimum(dreamer, natural_
     small = resize(natural_image.astype(np.float32), (36, 48)).clip(0, 255).astype(np.uint8)
     value = dreamer.objective_value(small, probe)
     assert math.isfinite(value) and value > 0
+
+
+def test_two_threads_sharing_a_fresh_dreamer_build_each_program_once_and_dream_what_one_thread_does():
+    """The UI's preview and render threads share one Dreamer: its programs are built by one thread each, and a
+    dream from two threads at once equals the same dream alone."""
+    import threading
+    import time
+
+    from dreamvid.dream import Dreamer
+
+    img = load_example("chelsea.png", 96)
+    a = FAST.replace(layers=parse_layers("mixed2:1"))
+    b = FAST.replace(layers=parse_layers("mixed2:1,mixed1:0.5"))
+    alone = Dreamer(weights="random", seed=3)
+    want = {id(p): alone.dream(img, p, rng=np.random.default_rng(1)) for p in (a, b)}
+    shared = Dreamer(weights="random", seed=3)
+    builds = []
+    make_step = shared._backend.make_step
+
+    def counting(*args, **kwargs):  # a slow build: both threads ask while it is under way
+        builds.append(1)
+        time.sleep(0.5)
+        return make_step(*args, **kwargs)
+
+    shared._backend = type("Counting", (), {"__getattr__": lambda self, n: getattr(alone._backend, n),
+                                            "make_step": staticmethod(counting)})()
+    got, errors = {}, []
+    start = threading.Barrier(4)
+
+    def run(p, slot):
+        try:
+            start.wait()
+            got[slot] = shared.dream(img, p, rng=np.random.default_rng(1))
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(p, i)) for i, p in enumerate((a, a, b, b))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert len(builds) == 2  # one program per objective, though two threads asked for each at once
+    for i, p in enumerate((a, a, b, b)):
+        assert np.array_equal(got[i], want[id(p)]), i

@@ -7,7 +7,9 @@ so a video can modulate them frame by frame.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from typing import Any
 from dataclasses import dataclass
 
 import numpy as np
@@ -139,17 +141,29 @@ class Dreamer:
         has_frame = hasattr(self._backend, "make_frame")
         self.frame = has_frame and self._backend.has_gpu() if frame == "auto" else bool(frame) and has_frame
         self._frames: dict[tuple, Callable] = {}
+        # the UI's preview and render threads share one Dreamer: each program is built once, by one thread
+        self._build_lock = threading.RLock()
+
+    def _cached(self, cache: dict, key, build: Callable[[], Any]):
+        """``cache[key]``, built by ``build()`` the first time, under a lock (a second thread waits for it)."""
+        try:
+            return cache[key]
+        except KeyError:
+            pass
+        with self._build_lock:
+            if key not in cache:
+                cache[key] = build()
+            return cache[key]
 
     # -- compiled state, built once --------------------------------------------------------------------------
     def step_fn(self, objective: Objective):
-        key = objective.structure
-        if key not in self._steps:
+        def build():
             feats = model.Features(self.weights, objective.outputs, self.precision)  # the backend builds what it needs
             extra = {"matches": len(objective.matches)} if objective.matches else {}
-            self._steps[key] = self._backend.make_step(
-                feats, channels=objective.channels, precision=self.precision, jit=self.jit, **extra
-            )
-        return self._steps[key]
+            return self._backend.make_step(feats, channels=objective.channels, precision=self.precision,
+                                           jit=self.jit, **extra)
+
+        return self._cached(self._steps, objective.structure, build)
 
     def octave_fn(self, objective: Objective, params: DreamParams):
         """The backend's on-device octave ascent (see ``jax_backend.make_octave``), or None without one."""
@@ -166,12 +180,12 @@ class Dreamer:
 
     def _compiled(self, cache: dict, make, objective: Objective, params: DreamParams):
         """``make``'s program for this objective's structure and tiling, built once and kept in ``cache``."""
-        key = (objective.structure, params.tile_size, params.tile_overlap)
-        if key not in cache:
+        def build():
             feats = model.feature_model(self.weights, objective.names, self.precision)
-            cache[key] = make(feats, channels=objective.channels, precision=self.precision, jit=self.jit,
-                              tile=params.tile_size, overlap=params.tile_overlap, batch=self.tile_batch)
-        return cache[key]
+            return make(feats, channels=objective.channels, precision=self.precision, jit=self.jit,
+                        tile=params.tile_size, overlap=params.tile_overlap, batch=self.tile_batch)
+
+        return self._cached(cache, (objective.structure, params.tile_size, params.tile_overlap), build)
 
     def warm_up(self, params: DreamParams, shape: tuple[int, int], *, video=None) -> None:
         """Compile every octave/tile shape a run of ``params`` at ``shape`` will use, before the first frame
@@ -206,10 +220,11 @@ class Dreamer:
 
     def forward_fn(self, layers: tuple[str, ...]):
         """The backend's forward pass to ``layers`` (built once per layer tuple)."""
-        if layers not in self._forwards:
+        def build():
             feats = model.Features(self.weights, tuple(layers), self.precision)
-            self._forwards[layers] = self._backend.make_forward(feats, precision=self.precision, jit=self.jit)
-        return self._forwards[layers]
+            return self._backend.make_forward(feats, precision=self.precision, jit=self.jit)
+
+        return self._cached(self._forwards, layers, build)
 
     def features(self, image: np.ndarray, layers: tuple[str, ...]) -> list[np.ndarray]:
         """The activations of ``layers`` for one image (uint8 RGB, or float32 in [-1, 1]; dreamed sizes apply:
@@ -232,12 +247,12 @@ class Dreamer:
             guide = find_guide(str(guide))
             st = guide.stat()
             key = (str(guide.resolve()), st.st_size, st.st_mtime_ns, tuple(layers))
-        if key not in self._guides:
+        def build():
             img = guide if isinstance(guide, np.ndarray) else read_image(guide)
             names = tuple(dict.fromkeys(layers))
-            acts = self.features(fit(img, GUIDE_SIDE), names)
-            self._guides[key] = dict(zip(names, acts))
-        return self._guides[key]
+            return dict(zip(names, self.features(fit(img, GUIDE_SIDE), names)))
+
+        return self._cached(self._guides, key, build)
 
     def top(self) -> tuple[np.ndarray, np.ndarray]:
         """The ImageNet top's kernel (2048, 1000) and bias (1000,) (downloaded into Keras' cache if needed)."""
