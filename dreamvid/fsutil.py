@@ -95,12 +95,13 @@ def durable_write(path: str | os.PathLike, data: bytes) -> None:
     """Replace ``path`` atomically, on disk (fsync) before this returns. For one writer (a locked work folder)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync(path.parent)
+    with io_error(path):
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        fsync(path.parent)
 
 
 def place(src: str | os.PathLike, dst: str | os.PathLike) -> None:

@@ -285,8 +285,7 @@ class WorkFolder:
         if on_output is not None:
             on_output(k, frame)
         self._encode(k, frame)
-        with io_error(self.path / "state.json"):
-            durable_write(self.path / "state.json", state)
+        durable_write(self.path / "state.json", state)
         fsutil.checkpoint("state", k)
         if (k + 1) % self.seg_frames == 0:
             self._prune(keep_from=k)  # the newest stays: it seeds the next frame's feedback

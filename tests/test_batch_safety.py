@@ -8,7 +8,6 @@ with smaller tiles and interrupted, and idle workers of a killed batch. Real wor
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -23,19 +22,8 @@ from typer.testing import CliRunner
 
 from dreamvid import batch
 from dreamvid.cli import app
-from tests.conftest import WEIGHTS_FILE
 from tests.media import make_clip
-
-REPO = Path(__file__).resolve().parents[1]
-WEIGHTS = str(WEIGHTS_FILE) if WEIGHTS_FILE is not None else "random"
-TINY = f"""
-[defaults]
-weights = "{WEIGHTS}"
-octaves = 1
-steps = 1
-crf = 0
-x264-preset = "ultrafast"
-"""
+from tests.test_batch import REPO, TINY
 
 
 @pytest.fixture(scope="module")

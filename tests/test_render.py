@@ -16,7 +16,7 @@ import pytest
 from dreamvid.audio import load_song
 from dreamvid.config import resolve
 from dreamvid.errors import OutputError
-from dreamvid.pipeline import STAGES, RenderOptions, film_schedule, work_dir_for
+from dreamvid.pipeline import STAGES, RenderOptions, film_schedule, render, work_dir_for
 from dreamvid.video import count_frames, iter_frames, output_size, probe, scene_cut_score, stream_durations
 from dreamvid.coherence import Coherence
 from tests.render_fixtures import (  # noqa: F401  (media and rdreamer are fixtures)
@@ -325,3 +325,36 @@ def test_react_zero_ignores_the_song_and_react_two_follows_it(media, rdreamer, c
     assert not np.allclose(on_a, on_b)
     assert report_on["dream_strength"] != report_off["dream_strength"]
     assert report_on["react"] == 2.0 and report_off["react"] == 0.0
+
+
+def test_flow_none_dreams_each_frame_on_its_own(media, rdreamer, tmp_path):
+    """``[video] flow = "none"`` is documented as "dreams each frame on its own": it carries nothing, like
+    ``coherence = "none"`` (it used to measure DIS flow and anchor anyway: byte-identical to ``dis``)."""
+    got = {}
+    for name, video in (("flow-none", {"flow": "none"}), ("coh-none", {"coherence": "none"}), ("dis", {})):
+        frames = []
+        render(RenderOptions(input=media["clip"], output=tmp_path / f"{name}.mp4", x264_preset="ultrafast"),
+               tiny_config(video=video), rdreamer, on_output=lambda k, f: frames.append(f.copy()))
+        got[name] = frames
+    assert all(np.array_equal(a, b) for a, b in zip(got["flow-none"], got["coh-none"]))
+    assert not all(np.array_equal(a, b) for a, b in zip(got["flow-none"], got["dis"]))
+
+
+def test_a_write_the_disk_refuses_is_one_line(media, tmp_path):
+    """A full disk (here: the file-size limit, a real OS refusal) while the render writes its work folder is one
+    line naming the file, never a traceback."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails with EFBIG instead of killing the process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1200, 1200))
+
+    cmd = [sys.executable, "-m", "dreamvid", "render", str(media["clip"]), "-o", str(tmp_path / "o.mp4"),
+           "--weights", "random", "--octaves", "1", "--steps", "1", "--quiet"]
+    r = subprocess.run(cmd, preexec_fn=limit, capture_output=True, text=True, timeout=300, check=False)
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+    assert len(errors) == 1 and "cannot write" in errors[0] and "File too large" in errors[0], r.stderr
