@@ -1,33 +1,42 @@
-"""Temporal coherence against the music, on footage with real motion: one table per run.
+"""Temporal coherence against the music, on footage with real motion and on still shots: one table per run.
 
     python benchmarks/coherence.py                                   # the bundled clip, lysergic, 320 px
     python benchmarks/coherence.py --clip examples/bigbuckbunny.mp4 --clip pan:examples/coffee.png \\
-        --clip zoom:examples/chelsea.png --clip object:examples/coffee.png+examples/chelsea.png \\
-        --song track.mp3 --song-start 60 --max-side 320 --frames 50
+        --clip still:examples/coffee.png --clip slowpan:examples/coffee.png@0.5,0.1 --clip street.avi@30 \\
+        --song track.mp3 --song-start 60 --max-side 320 --frames 50 --react 0
 
 For each clip and each mode it renders with ``dreamvid.pipeline.render`` (the product's own loop, in process,
 one model for every run) and then measures the result *independently* of the render's report, from the decoded
-output file and the decoded source:
+output file and the decoded source, with the report's own measures (``dreamvid.metrics``: DIS flow on the source
+at the render's size, never the flow that carried the dream):
 
-- ``stability``: the flow-compensated warping error of the output over the source's (DIS flow on the source at
-  the render's size, forward–backward consistency mask; 1.0 = as stable as the footage),
+- ``stability``: the standard warping error of the output over the source's (``temporal_stability``),
+- ``still``: the output's mean change a frame on still pixels, grey levels (``still_change``; the footage's own in
+  brackets),
+- ``moving``: the warping-error ratio on pixels that move 1 px a frame or more (``moving_stability``),
+- ``join``: the output's change on still pixels across the segment joins (every ``--segment-frames``-th frame, where
+  the render starts a new H.264 segment) over the same across the other pairs (1.0: a join does not show),
 - ``strength``: mean |output − source| (grey levels),
 - ``gain``: the objective of mixed3+mixed5 (sum of the layers' mean activations) on the output over the same on
   the source, averaged over every 5th frame (a smear or a blur keeps strength and stability but loses gain),
+- ``detail``: the delta's fine detail, the mean |Laplacian| of output − source (a smear lowers it),
 - ``sync``: Pearson correlation of the song's raw RMS per video frame with each frame's strength,
 - ``s/frame``: the dream stage's seconds per frame from the report.
 
 Modes: ``perframe`` (every frame dreamed on its own, with the preset's governor), ``blend`` (the classic feedback
-as dreamvid had it: warped previous dream blended into the start, fresh ascent, no governor), ``anchor`` (the
-preset as it is: anchored ascent + governor), and for synthetic clips ``ideal``: the photos dreamed once as stills
-(at the strength the anchor run reached) and moved along the same camera path, i.e. a dream glued perfectly to
-the footage. Its stability is the floor of the measure on that clip (bilinear warping of fine detail, flow error,
+as dreamvid had it: warped previous dream blended into the start, fresh ascent, no governor), ``raw`` (the preset
+carrying its dream along the raw one-frame DIS flow, ``motion_window = 0``: what dreamvid did before issue 19),
+``anchor`` (the preset as it is), and for synthetic clips ``ideal``: the photos dreamed once as stills (at the
+strength the anchor run reached) and moved along the same camera path, i.e. a dream glued perfectly to the
+footage. Its stability is the floor of the measure on that clip (bilinear warping of fine detail, flow error,
 H.264), not 1.0.
 
-Clips: a video file, or synthetic camera moves over a real photo, where the true motion is known:
-``pan:PHOTO`` (a pan with a slow vertical drift), ``zoom:PHOTO`` (a push-in with a slight rotation),
-``object:BACKGROUND+FOREGROUND`` (a panning background with a disc cut from the foreground photo moving across it:
-occlusions and disocclusions).
+Clips: a video file (``PATH@SECONDS`` starts there), or synthetic camera moves over a real photo, where the true
+motion is known: ``pan:PHOTO`` (a pan with a slow vertical drift), ``zoom:PHOTO`` (a push-in with a slight
+rotation), ``object:BACKGROUND+FOREGROUND`` (a panning background with a disc cut from the foreground photo moving
+across it: occlusions and disocclusions), ``still:PHOTO`` (a locked-off camera: the photo with fresh sensor noise
+of σ 1.5 grey levels on every frame, x264 at crf 18) and ``slowpan:PHOTO@DX,DY`` (the same, panned DX, DY px a
+frame with bicubic interpolation; default 0.5, 0.1).
 """
 
 from __future__ import annotations
@@ -47,7 +56,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-MODES = ("perframe", "blend", "anchor", "ideal")
+MODES = ("perframe", "blend", "raw", "anchor", "ideal")
+SYNTHETIC = ("pan", "zoom", "object", "still", "slowpan")
+NOISE = 1.5  # grey levels of sensor noise on every frame of still: and slowpan: clips
 
 
 def _photo(path: str) -> np.ndarray:
@@ -68,6 +79,8 @@ def synth_clip(spec: str, out: Path, *, size: tuple[int, int], frames: int, fps:
 
     kind, _, arg = spec.partition(":")
     w, h = size
+    if kind in ("still", "slowpan"):
+        return _camera_shot(kind, arg, out, size=size, frames=frames, fps=fps, paint=paint)
     if kind == "object":
         bg_path, fg_path = arg.split("+")
         bg, fg = _photo(bg_path), _photo(fg_path)
@@ -110,6 +123,35 @@ def synth_clip(spec: str, out: Path, *, size: tuple[int, int], frames: int, fps:
     return out
 
 
+def _camera_shot(kind: str, arg: str, out: Path, *, size, frames: int, fps: float, paint=None) -> Path:
+    """A locked-off (``still``) or slowly panning (``slowpan``) camera over a photo, with fresh sensor noise on every
+    frame (the same noise for the ideal, painted, version), encoded as a camera would (x264, crf 18)."""
+    from dreamvid.video import FrameWriter
+
+    path, _, speed = arg.partition("@")
+    dx, dy = (float(v) for v in speed.split(",")) if speed else ((0.5, 0.1) if kind == "slowpan" else (0.0, 0.0))
+    if kind == "still":
+        dx = dy = 0.0
+    w, h = size
+    img = _photo(path)
+    s = max(1.2 * w / img.shape[1], 1.2 * h / img.shape[0], (w + abs(dx) * frames + 8) / img.shape[1],
+            (h + abs(dy) * frames + 8) / img.shape[0])
+    big = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC)
+    if paint is not None:
+        big = paint(big)
+    big = big.astype(np.float32)
+    x0 = 4 + (abs(dx) * frames if dx < 0 else 0.0)
+    y0 = 4 + (abs(dy) * frames if dy < 0 else 0.0)
+    rng = np.random.default_rng(19)
+    with FrameWriter(out, fps=fps, size=(w, h), crf=18, preset="medium", overwrite=True) as writer:
+        for k in range(frames):
+            m = np.float32([[1, 0, -(x0 + dx * k)], [0, 1, -(y0 + dy * k)]])
+            frame = cv2.warpAffine(big, m, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+            frame += rng.normal(0.0, NOISE, frame.shape).astype(np.float32)
+            writer.write(np.clip(np.rint(frame), 0, 255).astype(np.uint8))
+    return out
+
+
 def cut_song(song: Path, start: float, seconds: float, out: Path) -> tuple[Path, np.ndarray, int]:
     import librosa
     import soundfile as sf
@@ -142,24 +184,34 @@ def decode(path: Path, size: tuple[int, int] | None = None) -> list[np.ndarray]:
     return frames
 
 
-def measure(src: list[np.ndarray], out: list[np.ndarray], dreamer, rms: np.ndarray | None, gain_every: int = 5):
+def measure(src: list[np.ndarray], out: list[np.ndarray], dreamer, rms: np.ndarray | None, *, segment: int,
+            gain_every: int = 5):
     from dreamvid.config import DreamParams, parse_layers
-    from dreamvid.metrics import GAIN_LAYERS, StabilityMeter, StrengthMeter, pearson
+    from dreamvid.metrics import GAIN_LAYERS, StabilityMeter, StrengthMeter, pair_maps, pearson
 
     n = min(len(src), len(out))
     stab, strength = StabilityMeter(), StrengthMeter()
-    per_frame = []
+    per_frame, joins, rest, detail = [], [], [], []
     gp = DreamParams(layers=parse_layers(GAIN_LAYERS))
     gains = []
     for k in range(n):
         per_frame.append(strength.update(src[k], out[k]))
+        delta = out[k].astype(np.float32) - src[k].astype(np.float32)
+        detail.append(float(np.mean(np.abs(cv2.Laplacian(delta, cv2.CV_32F)))))
         if k:
-            stab.update(src[k - 1], src[k], out[k - 1], out[k])
+            maps = pair_maps(src[k - 1], src[k], out[k - 1], out[k])
+            stab.add(maps)
+            if maps.still.mean() > 0.05:  # the change on still pixels across this pair
+                (joins if k % segment == 0 else rest).append(float(maps.out_change[maps.still].mean()))
         if k % gain_every == 0:
             gains.append(dreamer.objective_value(out[k], gp) / dreamer.objective_value(src[k], gp))
     sync = pearson(rms[:n], per_frame) if rms is not None else math.nan
-    return {"stability": stab.value, "strength": strength.value, "gain": float(np.mean(gains)), "sync": sync,
-            "per_frame_strength": per_frame}
+    join = float(np.mean(joins)) / max(1e-6, float(np.mean(rest))) if joins and rest else math.nan
+    return {"stability": stab.value, "still": stab.still_change, "still_src": stab.still_change_source,
+            "moving": stab.moving_value, "join": join, "join_change": float(np.mean(joins)) if joins else math.nan,
+            "strength": strength.value, "gain": float(np.mean(gains)), "detail": float(np.mean(detail)),
+            "sync": sync, "per_frame_strength": per_frame,
+            "still_per_pair": [round(v, 3) for v in rest]}
 
 
 def strip(src: list[np.ndarray], out: list[np.ndarray], path: Path, picks: int = 5) -> None:

@@ -78,7 +78,7 @@ _RUN_KEYS = {
 }
 _DREAM_FLAGS = {"layers": "layers", "octaves": "octaves", "octave-scale": "octave_scale", "steps": "steps",
                 "step-size": "step_size", "jitter": "jitter", "tile-size": "tile_size", "seed": "seed"}
-_TABLES = ("dream", "video", "audio")
+_TABLES = ("dream", "video", "audio", "motion")
 _JOB_ONLY = ("name", "input", "output")
 _NAME = re.compile(r"[\w+-][\w.+-]*")  # a job's folder in the batch folder: never '.', '..' or hidden
 
@@ -385,6 +385,13 @@ def _check_job(i: int, raw: dict, base: Path, line: int, *, overwrite: bool, bat
     except DreamvidError as e:
         bad = next((k for k in list(_DREAM_FLAGS) + list(_TABLES) if k in raw and k.replace("-", "_") in str(e)), None)
         raise _Bad(bad or next((t for t in _TABLES if t in raw), None), str(e)) from None
+    if cfg.dream.guide:  # a guide is checked where it is used: here, before any worker starts
+        from .targets import find_guide
+
+        try:
+            find_guide(cfg.dream.guide)
+        except DreamvidError as e:
+            raise _Bad("dream", str(e)) from None
     engine = Engine(weights=raw.get("weights"), backend=raw.get("backend"), precision=raw.get("precision", "fp32"),
                     seed=cfg.dream.seed)
     try:
@@ -710,7 +717,7 @@ def tasks_for(job: Job, plan: Plan | None, batch_dir: Path) -> list[Task]:
         if c.window:
             save += [(c.lead - c.window + j, str(_window_png(d, c.index, "b", j))) for j in range(c.window)]
         opts = job.render_options(output=_chunk_path(d, c), frames=(c.offset, c.count), held=(c.lead, c.trail),
-                                  resume=True, overwrite=True)
+                                  piece=True, resume=True, overwrite=True)
         chunk_cfg = {**cfg, "dream": {**cfg["dream"], **tiles[str(c.index)]}} if str(c.index) in tiles else cfg
         out.append(Task(job.name, c.index, "chunk", job.engine, chunk_cfg, opts=opts, save=tuple(save)))
     return out
@@ -859,7 +866,7 @@ def _join_job(job: Job, plan: Plan, d: Path, final: Path, *, on_warning, stats: 
             seg = d / f"window_{c.index:04d}.mp4"
             if not seg.is_file():
                 with video.FrameWriter(seg, fps=plan.fps, size=plan.size, crf=job.crf, preset=job.x264_preset,
-                                       overwrite=True) as w:
+                                       piece=True, overwrite=True) as w:
                     for j in range(c.window):
                         a = read_image(_window_png(d, c.index, "a", j)).astype("float32")
                         b = read_image(_window_png(d, c.index, "b", j)).astype("float32")
@@ -869,8 +876,9 @@ def _join_job(job: Job, plan: Plan, d: Path, final: Path, *, on_warning, stats: 
             windows.append([c.first - c.window, c.first])
         pieces.append(_chunk_path(d, c))
         chunk_reports.append(json.loads(report_path_for(_chunk_path(d, c)).read_text()))
-    audio_seconds = publish.join(pieces, d, final, song=job.song, source=None if job.song else job.input,
-                                 start=job.start, loop_song=job.loop_song, on_warning=on_warning)
+    audio_seconds = publish.join(pieces, d, final, crf=job.crf, preset=job.x264_preset, song=job.song,
+                                 source=None if job.song else job.input, start=job.start, loop_song=job.loop_song,
+                                 on_warning=on_warning)
 
     def mean(key):
         vals = [(r.get(key), r["frames"]) for r in chunk_reports if r.get(key) is not None]

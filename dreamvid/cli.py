@@ -91,7 +91,7 @@ ClassWeight = Annotated[Optional[float], typer.Option("--class-weight", help="Th
 # render and zoom
 React = Annotated[float, typer.Option("--react", help="How strongly the dream follows the music: 0 off, 1 the preset's amount, 2 double.")]
 KeepWork = Annotated[bool, typer.Option("--keep-work", help="Keep the work folder (checkpointed frames) after success.")]
-Crf = Annotated[int, typer.Option("--crf", help="H.264 quality, 0 (lossless) to 51; 18 is visually lossless.")]
+Crf = Annotated[int, typer.Option("--crf", help="H.264 quality, 0 (lossless) to 51; 18 is visually lossless. The video is encoded once, at the end, from finer checkpoints.")]
 
 
 def _direction(creativity, guide, guide_weight, dream_class, class_weight) -> dict:
@@ -391,7 +391,11 @@ def _render_video(opts, cfg, weights, backend, precision: str, quiet: bool, what
             rate = t0[1] / max(1e-9, time.perf_counter() - t0[0])
             bar.update(task, completed=ev.index + 1, rate=f"{rate:.2f} frames/s")
 
-        return run_render(opts, cfg, dreamer, on_start=on_start, on_frame=on_frame, on_warning=warn)
+        def on_publish(done, total):  # the last stage: the whole video encoded once
+            bar.update(task, total=total, completed=done, description="encoding", rate="")
+
+        return run_render(opts, cfg, dreamer, on_start=on_start, on_frame=on_frame, on_warning=warn,
+                          on_publish=on_publish)
 
 
 @app.command()
@@ -501,30 +505,96 @@ def weights(
 @friendly
 def ui(
     port: Annotated[int, typer.Option("--port", help="Port to serve the page on.")] = 7860,
-    host: Annotated[str, typer.Option("--host", help="Address to listen on (default: this machine only; 0.0.0.0 opens it to the network, with no login).")] = "127.0.0.1",
-    share: Annotated[bool, typer.Option("--share", help="Also serve it through a public gradio.live link (anyone with the link can use it).")] = False,
-    workdir: Annotated[Path, typer.Option("--workdir", help="The app's working folder: uploads, renders, saved presets, caches. Nothing is written outside it.")] = Path("dreamvid-ui"),
+    host: Annotated[str, typer.Option("--host", help="Address to listen on (default: this machine only; any other address, e.g. 0.0.0.0, opens it to the network and needs --auth).")] = "127.0.0.1",
+    share: Annotated[bool, typer.Option("--share", help="Also serve it through a public gradio.live link (needs --auth).")] = False,
+    auth: Annotated[Optional[str], typer.Option("--auth", envvar="DREAMVID_UI_AUTH", show_envvar=False, help="USER:PASS: the page asks for this login (gradio's own). Needed with --share or a --host other than this machine. Env: DREAMVID_UI_AUTH.")] = None,
+    workdir: Annotated[Path, typer.Option("--workdir", help="The app's own working folder (new, empty, or made by dreamvid ui; never a home or project folder): uploads, renders, saved presets, caches. Nothing is written outside it; only what the page shows is served from it.")] = Path("dreamvid-ui"),
     max_upload_mb: Annotated[int, typer.Option("--max-upload-mb", help="Largest upload accepted, in MB.")] = 2048,
     preset: Preset = None, weights: Weights = None, backend: Backend = None, precision: Precision = "fp32",
 ):
     """Tune a dream by eye in the browser: a live preview, sliders, a strip, the song's plot, then render.
     Needs the ui extra: pip install "dreamvid[ui]"."""
     from .errors import ConfigError
-    from .ui import check_available, serve
+    from .ui import check_access, check_available, check_workdir, serve
 
     if not 1 <= port <= 65535:
         raise ConfigError(f"--port must be from 1 to 65535, got {port}")
     if max_upload_mb < 1:
         raise ConfigError(f"--max-upload-mb must be at least 1, got {max_upload_mb}")
+    check_access(host=host, share=share, auth=auth)
+    check_workdir(workdir)
     check_available()
     _config(preset, None)  # a bad preset is one line now
     _check_engine(weights, backend, precision, 0)
     try:
-        serve(host=host, port=port, share=share, workdir=workdir, preset=preset, weights=weights, backend=backend,
-              precision=precision, max_upload_mb=max_upload_mb,
+        serve(host=host, port=port, share=share, auth=auth, workdir=workdir, preset=preset, weights=weights,
+              backend=backend, precision=precision, max_upload_mb=max_upload_mb,
               on_ready=lambda url: say(err, f"dreamvid ui: {url}  (working folder {workdir}; Ctrl-C to stop)"))
     except KeyboardInterrupt:
         say(err, "stopped")
+
+
+@app.command()
+@friendly
+def live(
+    source: Annotated[str, typer.Argument(help="A camera index (0, 1, ...), a clip (played in a loop) or an image (the infinite zoom).", show_default=False)],
+    song: Annotated[Optional[Path], typer.Option("--song", "-s", help="The song: its features drive the dream, the page plays it, and its playback is the clock.")] = None,
+    preset: Annotated[Optional[str], typer.Option("--preset", "-p", help="Preset name or a .toml path; its [live] table maps the controls. Default: lysergic (zoom-tunnel for an image).")] = None,
+    size: Annotated[int, typer.Option("--size", help="Long side of the dream in pixels (the pacer may go down to half of it to hold --fps).")] = 256,
+    fps: Annotated[Optional[float], typer.Option("--fps", help="Frame rate to hold (default: the clip's or camera's; 25 for an image).")] = None,
+    host: Annotated[str, typer.Option("--host", help="Address of the page (default: this machine only).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port of the page.")] = 8765,
+    allow_network: Annotated[bool, typer.Option("--allow-network", help="Allow a --host that is not a loopback address (the page has no login).")] = False,
+    osc: Annotated[Optional[int], typer.Option("--osc", help="Listen for OSC on this UDP port: /dreamvid/<section>/<key> value, /dreamvid/control/<name> 0..1, /dreamvid/pulse.")] = None,
+    midi: Annotated[Optional[str], typer.Option("--midi", help="Read MIDI control changes from this input port ('any': the first one).")] = None,
+    record: Annotated[Optional[Path], typer.Option("--record", help="Write the performance as a preset of keyframe schedules (.toml) that `dreamvid render --config` replays.")] = None,
+    out_path: Annotated[Optional[Path], typer.Option("--out", help="Also write what was shown (.mp4, the song muxed in).")] = None,
+    seconds: Annotated[Optional[float], typer.Option("--seconds", help="Stop after this many seconds (default: at the song's end, or Ctrl-C).")] = None,
+    adapt: Annotated[bool, typer.Option("--adapt/--no-adapt", help="Hold --fps by choosing size, steps and carried octaves per frame.")] = True,
+    virtual_camera: Annotated[bool, typer.Option("--virtual-camera", help="Also send the frames to a virtual camera (pyvirtualcam) for OBS and VJ software.")] = False,
+    react: React = 1.0,
+    weights: Weights = None, backend: Backend = None, precision: Precision = "fp32", overwrite: Overwrite = False,
+    quiet: Quiet = False,
+):
+    """Play the dream live from a camera, a clip or an image, with a song, OSC/MIDI knobs and sliders; record the
+    performance and render it offline. Needs the live extra for OSC/MIDI: pip install "dreamvid[live]"."""
+    from .live import LiveOptions, Session
+
+    opts = LiveOptions(source=source, song=song, preset=preset, size=size, fps=fps, host=host, port=port,
+                       allow_network=allow_network, osc=osc, midi=None if midi is None else ("" if midi == "any" else midi),
+                       record=record, out=out_path, seconds=seconds, adapt=adapt, react=react, overwrite=overwrite,
+                       virtual_camera=virtual_camera)
+    session = Session.open(opts, on_warning=warn)
+    try:
+        _check_schedules(session.config, song)
+        _check_engine(weights, backend, precision, session.config.dream.seed)
+        _check_targets(session.config.dream)
+        dreamer = _dreamer(weights, backend, precision, session.config.dream.seed)
+    except BaseException:
+        session.close()
+        raise
+
+    def ready(url):
+        say(err, f"dreamvid live: {url or 'no page'}  ({session.source.kind} {source}, {session.fps:g} fps, "
+                 f"preset {session.preset_name}{f', OSC on udp {session.osc.port}' if session.osc else ''}; Ctrl-C to stop)")
+
+    def frame(ev):
+        if not quiet and ev.k % max(1, int(session.fps)) < 1 + ev.skipped:
+            err.print(f"frame {ev.k}  t {ev.t:6.2f} s  {1 / max(ev.dream_seconds, 1e-9):5.1f} fps  "
+                      f"{ev.quality.size[0]}x{ev.quality.size[1]} {ev.quality.steps} steps  "
+                      f"latency {1000 * ev.latency:4.0f} ms", markup=False, highlight=False, end="\r")
+
+    summary = session.run(dreamer, on_ready=ready, on_frame=frame)  # Ctrl-C ends the performance normally
+    if not quiet:
+        err.print()
+    lat = summary["latency_ms"]
+    say(out, f"{summary['frames']} frames in {summary['seconds']:.1f} s ({summary['fps']:.2f} fps, latency "
+                       f"{lat['median']} ms median), {summary['moves']} control moves"
+                       + (f"; recorded {summary['record']}" if summary["record"] else "")
+                       + (f"; wrote {summary['out']}" if summary["out"] else ""))
+    if summary["record"]:
+        say(err, f"replay: dreamvid render CLIP -o OUT.mp4{f' --song {song}' if song else ''}"
+                 f"{f' --preset {session.preset_name}' if preset else ''} --config {summary['record']}")
 
 
 @app.command()

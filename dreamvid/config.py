@@ -5,7 +5,7 @@ A *config dict* is the nested plain-dict form of a TOML file::
     [dream]   layers, octaves, octave_scale, steps, step_size, jitter, tile_size, tile_overlap, seed,
               creativity (a lever over layers/step_size/steps/octaves: dreamvid.creativity),
               guide, guide_weight, dream_class, class_weight (dreamvid.dream.objective)
-    [video]   flow, warp, blend, consistency, scene_cut, flow_max_side
+    [video]   flow, warp, blend, consistency, scene_cut, flow_max_side, motion_window
     [motion]  zoom, rotate, translate_x, translate_y (per frame), bpm, hold, sharpen
     [audio]   see ``dreamvid.schedule`` and docs/presets.md
 
@@ -15,7 +15,8 @@ dataclass field then holds a representative number (the first keyframe's value) 
 string, which ``schedule.build_schedule`` evaluates on every frame.
 
 ``resolve()`` merges dicts (later wins), checks every key and value, and returns a frozen :class:`Config`.
-Nothing here mutates its inputs.
+Nothing here mutates its inputs, and checking reads no file: a guide image is looked up where it is used
+(``targets.find_guide``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from typing import Any
 from .audiomap import validate_audio_table
 from .errors import ConfigError, suggest
 from .layers import LAYER_CHANNELS, LAYER_NAMES
+from .targets import check_class, check_guide
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -104,6 +106,7 @@ class VideoParams:
     consistency: float = 1.0  # forward-backward check tolerance in px (Ruder et al. use 0.01*|w|^2 + 0.5)
     scene_cut: float = 0.35  # mean abs difference of grey thumbnails (0..1) above which feedback resets
     flow_max_side: int = 960  # flow is measured on frames scaled down to this long side (0: full size)
+    motion_window: int = 6  # frames the carried motion is measured over (video.MotionTracker; 0: raw one-frame flow)
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,7 @@ class Config:
     motion: MotionParams = field(default_factory=MotionParams)
     #: ``(("dream.step_size", "0:0.01, 8b:0.03"), ...)``: the keys given as schedules, sorted by key
     schedules: tuple[tuple[str, str], ...] = ()
+    live: Mapping[str, Any] = field(default_factory=dict)  # ``dreamvid live``'s controls (validate_live_table)
 
     def __hash__(self) -> int:  # the audio table is a dict: hash the plain form
         return hash(json.dumps(self.to_dict(), sort_keys=True, default=str))
@@ -158,6 +162,8 @@ class Config:
         for key, text in self.schedules:  # a scheduled key round-trips as its string
             section, name = key.split(".")
             out[section][name] = text
+        if self.live:
+            out["live"] = _plain(self.live)
         return out
 
 
@@ -247,7 +253,7 @@ def format_layers(specs: tuple[LayerSpec, ...]) -> str:
 # loading, merging, validating
 
 SECTIONS = ("dream", "video", "motion", "audio")
-TOP_KEYS = ("description", "preset", *SECTIONS)  # "preset": provenance written by Config.to_dict
+TOP_KEYS = ("description", "preset", *SECTIONS, "live")  # "preset": provenance written by Config.to_dict
 
 # key -> (type, check, what the check means)
 _RULES: dict[str, dict[str, tuple[type, Any, str]]] = {
@@ -262,10 +268,9 @@ _RULES: dict[str, dict[str, tuple[type, Any, str]]] = {
         "tile_overlap": (int, lambda v: 0 <= v <= 512, "an integer from 0 to 512 (pixels)"),
         "seed": (int, lambda v: v >= 0, "an integer >= 0"),
         "creativity": (float, lambda v: 0.0 <= v <= 1.0, "a number from 0 (faithful) to 1 (strange)"),
-        "guide": (object, lambda v: _objective_check("guide", v), "a path to an image file ('' for none)"),
+        "guide": (object, check_guide, "a path to an image file ('' for none)"),
         "guide_weight": (float, lambda v: 0.0 <= v <= 1.0, "a number from 0 to 1 (the guide's share)"),
-        "dream_class": (object, lambda v: _objective_check("dream_class", v),
-                        "an ImageNet class name or index 0..999 ('' for none)"),
+        "dream_class": (object, check_class, "an ImageNet class name or index 0..999 ('' for none)"),
         "class_weight": (float, lambda v: 0.0 <= v <= 1.0, "a number from 0 to 1 (the class's share)"),
     },
     "video": {
@@ -283,6 +288,7 @@ _RULES: dict[str, dict[str, tuple[type, Any, str]]] = {
         "consistency": (float, lambda v: 0.0 < v <= 50.0, "a number above 0 and at most 50"),
         "scene_cut": (float, lambda v: 0.0 < v <= 1.0, "a number above 0 and at most 1"),
         "flow_max_side": (int, lambda v: v == 0 or 64 <= v <= 8192, "0 (full size) or an integer from 64 to 8192"),
+        "motion_window": (int, lambda v: 0 <= v <= 16, "an integer from 0 (the raw one-frame flow) to 16 frames"),
     },
     "motion": {
         "zoom": (float, lambda v: 0.5 <= v <= 2.0, "a scale per frame from 0.5 to 2 (1: none)"),
@@ -324,13 +330,6 @@ def _curve(key: str, text: str):
             raise ConfigError(f"{key}: keyframe value {v:g} in {text!r} is out of range: use values from {lo:g} "
                               f"to {hi:g}")
     return curve
-
-
-def _objective_check(key: str, value: Any) -> bool:
-    """``dream.guide`` / ``dream.dream_class``: a clear error naming the file or the nearest class names."""
-    from . import targets
-
-    return targets.check_class(value) if key == "dream_class" else targets.check_guide(value)
 
 
 def load_toml(path: str | Path, *, what: str = "config file") -> dict[str, Any]:
@@ -443,6 +442,7 @@ def resolve(*layers: Mapping[str, Any] | None, preset: str | None = None) -> Con
         raise ConfigError("[audio] must be a table of keys")
     if audio:
         audio = validate_audio_table(audio, layers=dream.layer_names)
+    live = validate_live_table(merged.get("live"), layers=dream.layer_names)
     recorded = merged.get("preset")  # the name a to_dict() dict records; it does not load that preset
     if recorded is not None and not isinstance(recorded, str):
         raise ConfigError(f"preset must be a preset name, got {recorded!r}")
@@ -454,4 +454,104 @@ def resolve(*layers: Mapping[str, Any] | None, preset: str | None = None) -> Con
         description=str(merged.get("description", "")),
         motion=MotionParams(**kwargs["motion"]),
         schedules=tuple(sorted(schedules)),
+        live=live,
     )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# [live]: the controls of ``dreamvid live`` (docs/live.md)
+
+_LIVE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")
+
+
+def live_key_range(key: Any, layers: tuple[str, ...]) -> tuple[float, float]:
+    """The range of a key a live control may drive: one of :data:`SCHEDULABLE`, or ``dream.layers.<layer>`` (a
+    layer of ``layers``); :class:`ConfigError` otherwise."""
+    if isinstance(key, str) and key in SCHEDULABLE:
+        return SCHEDULABLE[key]
+    if isinstance(key, str) and key.startswith("dream.layers.") and key[len("dream.layers."):] in layers:
+        return LAYER_WEIGHT_RANGE
+    choices = (*SCHEDULABLE, *(f"dream.layers.{n}" for n in layers))
+    raise ConfigError(f"live control key {key!r} cannot be driven{suggest(str(key), choices)}; use one of "
+                      f"{', '.join(choices)}")
+
+
+def _live_number(where: str, value: Any, lo: float, hi: float, *, whole: bool = False) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and lo <= value <= hi
+    if not ok or (whole and not float(value).is_integer()):
+        raise ConfigError(f"{where} must be {'a whole number' if whole else 'a number'} from {lo:g} to {hi:g}, "
+                          f"got {value!r}")
+    return int(value) if whole else float(value)
+
+
+def validate_live_table(table: Any, *, layers: tuple[str, ...]) -> dict[str, Any]:
+    """Check a ``[live]`` table and return it normalised::
+
+        [live.controls]          # a slider on the page, a MIDI CC, an OSC address each
+        strength = { key = "video.strength", range = [4, 40], cc = 1 }
+        [live.pulse]             # a trigger: the key jumps to peak x its value, then returns over decay s
+        key = "video.strength"
+        peak = 2.0
+        decay = 0.4
+        cc = 64                  # optional; note = 36 fires it with a MIDI note too
+
+    ``cc`` 0..127 and ``channel`` 1..16 (default: any) are optional; no two controls share a CC.
+    """
+    if table is None:
+        return {}
+    if not isinstance(table, Mapping):
+        raise ConfigError("[live] must be a table with 'controls' and 'pulse' (see docs/live.md)")
+    for k in table:
+        if k not in ("controls", "pulse"):
+            raise ConfigError(f"unknown key 'live.{k}'{suggest(k, ('controls', 'pulse'))}; [live] has controls, pulse")
+    out: dict[str, Any] = {"controls": {}}
+    ccs: dict[tuple[int, int], str] = {}
+
+    def midi(where: str, entry: Mapping[str, Any], into: dict[str, Any]) -> None:
+        for name, hi in (("cc", 127), ("note", 127), ("channel", 16)):
+            if name in entry:
+                into[name] = _live_number(f"{where}.{name}", entry[name], 0 if name != "channel" else 1, hi,
+                                          whole=True)
+        if "cc" in into:
+            slot = (into["cc"], into.get("channel", 0))
+            if slot in ccs or any(c == into["cc"] and (ch == 0 or slot[1] == 0) for c, ch in ccs):
+                raise ConfigError(f"{where}.cc {into['cc']} is already used by live.{ccs.get(slot, 'another control')}")
+            ccs[slot] = where.removeprefix("live.")
+
+    controls = table.get("controls", {})
+    if not isinstance(controls, Mapping):
+        raise ConfigError("live.controls must be a table of controls, e.g. strength = { key = \"video.strength\", "
+                          "range = [4, 40] }")
+    for name, entry in controls.items():
+        where = f"live.controls.{name}"
+        if not _LIVE_NAME.match(str(name)):
+            raise ConfigError(f"{where}: a control's name is a letter then up to 31 letters, digits, - or _")
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"{where} must be a table like {{ key = \"video.strength\", range = [4, 40] }}")
+        for k in entry:
+            if k not in ("key", "range", "cc", "channel"):
+                raise ConfigError(f"unknown key '{where}.{k}'{suggest(k, ('key', 'range', 'cc', 'channel'))}")
+        if "key" not in entry or "range" not in entry:
+            raise ConfigError(f"{where} needs a key and a range, e.g. {{ key = \"video.strength\", range = [4, 40] }}")
+        lo, hi = live_key_range(entry["key"], layers)
+        rng = entry["range"]
+        if not isinstance(rng, (list, tuple)) or len(rng) != 2:
+            raise ConfigError(f"{where}.range must be [low, high], got {rng!r}")
+        a, b = (_live_number(f"{where}.range", v, lo, hi) for v in rng)
+        if a == b:
+            raise ConfigError(f"{where}.range must span something, got [{a:g}, {b:g}]")
+        out["controls"][str(name)] = {"key": entry["key"], "range": [a, b]}
+        midi(where, entry, out["controls"][str(name)])
+    pulse = table.get("pulse")
+    if pulse is not None:
+        if not isinstance(pulse, Mapping) or "key" not in pulse:
+            raise ConfigError("live.pulse must be a table with a key, e.g. { key = \"video.strength\", peak = 2 }")
+        for k in pulse:
+            if k not in ("key", "peak", "decay", "cc", "note", "channel"):
+                raise ConfigError(f"unknown key 'live.pulse.{k}'"
+                                  f"{suggest(k, ('key', 'peak', 'decay', 'cc', 'note', 'channel'))}")
+        live_key_range(pulse["key"], layers)
+        out["pulse"] = {"key": pulse["key"], "peak": _live_number("live.pulse.peak", pulse.get("peak", 2.0), 0.0, 10.0),
+                        "decay": _live_number("live.pulse.decay", pulse.get("decay", 0.4), 0.04, 10.0)}
+        midi("live.pulse", pulse, out["pulse"])
+    return out

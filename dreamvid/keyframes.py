@@ -8,8 +8,10 @@ Keyframes (the text holds a ``:``)
     ``12s``), beats (``8b``: the 9th tracked beat, beat 0 being the first), frames (``30f``) or a share of the
     whole film (``50%``: half-way; ``100%``: the last frame). Between two
     keyframes the value moves linearly; a ``~`` before a value (``8b:~0.03``) eases into that keyframe
-    instead (smoothstep: no kink, no overshoot), and a ``~`` before the whole list eases every segment.
-    Before the first keyframe the value holds the first value, after the last the last. Two keyframes at
+    instead (smoothstep: no kink, no overshoot), and a ``~`` before the whole list eases every segment. A
+    ``=`` before a value (``8b:=0.03``) *holds* the value before it until that keyframe and jumps there (a
+    step: what ``dreamvid live`` records for a knob's moves), and a ``=`` before the whole list holds every
+    segment. Before the first keyframe the value holds the first value, after the last the last. Two keyframes at
     the same time make a jump.
 Expressions (no ``:``)
     ``"0.02 + 0.01*sin(t*2*pi/8) + 0.02*onset"``: numbers, ``+ - * / % ^`` (``**`` too), comparisons
@@ -17,7 +19,10 @@ Expressions (no ``:``)
     :data:`CONSTANTS` and the functions of :data:`FUNCTIONS`.
 
 Both are evaluated for every frame at once with numpy (:meth:`Curve.evaluate` over a :class:`Timeline`). A
-mistake raises :class:`~dreamvid.errors.ConfigError` naming the key and the 1-based character position.
+mistake raises :class:`~dreamvid.errors.ConfigError` naming the key and the 1-based character position. So does
+an expression longer than 4000 characters (a keyframe list: 400000), or one nested more than 60 levels deep (parentheses, function
+arguments, signs and powers; a flat chain such as ``1+1+...+1`` nests nothing): any text gives a :class:`Curve`
+or one ConfigError, never another exception.
 """
 
 from __future__ import annotations
@@ -52,12 +57,13 @@ FUNCTIONS: dict[str, tuple[int, Callable]] = {
     "exp": (1, np.exp), "log": (1, np.log), "floor": (1, np.floor), "ceil": (1, np.ceil), "round": (1, np.round),
     "sign": (1, np.sign), "fract": (1, lambda x: x - np.floor(x)),
     "min": (2, np.minimum), "max": (2, np.maximum), "pow": (2, np.power),
-    "step": (2, lambda edge, x: (x >= edge).astype(np.float64)),
+    "step": (2, lambda edge, x: np.greater_equal(x, edge).astype(np.float64)),
     "clip": (3, np.clip), "mix": (3, lambda a, b, u: a + (b - a) * u), "smoothstep": (3, _smoothstep),
     "where": (3, lambda c, a, b: np.where(c != 0, a, b)),
 }  # fmt: skip
 
-_MAX_LEN = 4000
+_MAX_LEN = 4000  # an expression
+_MAX_KEYFRAMES_LEN = 400_000  # a keyframe list: read in a flat loop; a recorded live performance is long
 _MAX_DEPTH = 60
 
 
@@ -168,13 +174,24 @@ def _tokenize(text: str) -> list[tuple[str, str, int]]:
     return tokens
 
 
+_COMPARE = ("<", "<=", ">", ">=", "==", "!=")
+
+
 class _Parser:
-    """Recursive descent over the tokens; builds a tree of tuples (no Python objects from the text)."""
+    """Recursive descent over the tokens into a postfix program: a flat tuple of steps (``("num", 2.0)``,
+    ``("var", "t")``, ``("op", "+")``, ``("neg",)``, ``("call", "sin", 1)``) that :func:`_run` evaluates on a
+    stack. No Python object comes from the text, and evaluating never recurses, however long the expression.
+
+    Chains of one precedence (``1+1+...+1``) are loops here. Every other construct nests: each parenthesis,
+    function argument, sign and power is a level of Python calls while parsing, so more than :data:`_MAX_DEPTH`
+    levels is an error at the token that opens the next level.
+    """
 
     def __init__(self, text: str):
         self.toks = _tokenize(text)
         self.i = 0
         self.depth = 0
+        self.code: list[tuple] = []
 
     def peek(self):
         return self.toks[self.i]
@@ -189,111 +206,104 @@ class _Parser:
         if tok[1] != value:
             raise _Error(tok[2], f"expected {value!r}, found {_what(tok)}")
 
-    def parse(self):
-        node = self.compare()
+    def enter(self, tok) -> None:
+        self.depth += 1
+        if self.depth > _MAX_DEPTH:
+            raise _Error(tok[2], f"nested too deeply: more than {_MAX_DEPTH} levels of parentheses, function calls, "
+                                 "signs or powers")
+
+    def parse(self) -> tuple:
+        self.compare()
         tok = self.peek()
         if tok[0] != "end":
             raise _Error(tok[2], f"unexpected {_what(tok)}")
-        return node
+        return tuple(self.code)
 
-    def compare(self):
-        node = self.sum()
-        while self.peek()[1] in ("<", "<=", ">", ">=", "==", "!="):
+    def _chain(self, ops: tuple[str, ...], operand) -> None:
+        """``operand (op operand)*``, left-associative, as a loop."""
+        operand()
+        while self.peek()[1] in ops:
             op = self.take()[1]
-            node = ("op", op, node, self.sum())
-        return node
+            operand()
+            self.code.append(("op", op))
 
-    def sum(self):
-        node = self.product()
-        while self.peek()[1] in ("+", "-"):
-            op = self.take()[1]
-            node = ("op", op, node, self.product())
-        return node
+    def compare(self) -> None:
+        self._chain(_COMPARE, self.sum)
 
-    def product(self):
-        node = self.unary()
-        while self.peek()[1] in ("*", "/", "%"):
-            op = self.take()[1]
-            node = ("op", op, node, self.unary())
-        return node
+    def sum(self) -> None:
+        self._chain(("+", "-"), self.product)
 
-    def unary(self):
+    def product(self) -> None:
+        self._chain(("*", "/", "%"), self.unary)
+
+    def unary(self) -> None:
         tok = self.peek()
-        if tok[1] in ("-", "+"):
+        if tok[1] not in ("-", "+"):
+            self.power()
+            return
+        self.take()
+        self.enter(tok)
+        self.unary()
+        self.depth -= 1
+        if tok[1] == "-":
+            self.code.append(("neg",))
+
+    def power(self) -> None:
+        self.atom()
+        tok = self.peek()
+        if tok[1] in ("^", "**"):  # right-associative; -2^2 = -(2^2)
             self.take()
-            self.depth += 1
-            if self.depth > _MAX_DEPTH:
-                raise _Error(tok[2], "expression nested too deeply")
-            inner = self.unary()
+            self.enter(tok)
+            self.unary()
             self.depth -= 1
-            return ("neg", inner) if tok[1] == "-" else inner
-        return self.power()
+            self.code.append(("op", "^"))
 
-    def power(self):
-        node = self.atom()
-        if self.peek()[1] in ("^", "**"):
-            self.take()
-            node = ("op", "^", node, self.unary())  # right-associative; -2^2 = -(2^2)
-        return node
-
-    def atom(self):
+    def atom(self) -> None:
         tok = self.take()
         kind, value, pos = tok
         if kind == "num":
-            return ("num", float(value))
-        if kind == "name":
-            if self.peek()[1] == "(":
-                if value not in FUNCTIONS:
-                    raise _Error(pos, f"unknown function '{value}'{suggest(value, FUNCTIONS)}; functions are "
-                                      f"{', '.join(FUNCTIONS)}")
-                self.take()
-                args = []
-                if self.peek()[1] != ")":
-                    args.append(self.nested())
-                    while self.peek()[1] == ",":
-                        self.take()
-                        args.append(self.nested())
-                self.expect(")")
-                arity = FUNCTIONS[value][0]
-                if len(args) != arity:
-                    raise _Error(pos, f"{value}() takes {arity} argument{'s' if arity > 1 else ''}, got {len(args)}")
-                return ("call", value, tuple(args))
-            if value in CONSTANTS:
-                return ("num", CONSTANTS[value])
-            if value in VARIABLES:
-                return ("var", value)
-            raise _Error(pos, f"unknown name '{value}'{suggest(value, (*VARIABLES, *CONSTANTS))}; names are "
-                              f"{', '.join(VARIABLES)}, {', '.join(CONSTANTS)}")
-        if value == "(":
-            node = self.nested()
+            self.code.append(("num", float(value)))
+        elif kind == "name" and self.peek()[1] == "(":
+            if value not in FUNCTIONS:
+                raise _Error(pos, f"unknown function '{value}'{suggest(value, FUNCTIONS)}; functions are "
+                                  f"{', '.join(FUNCTIONS)}")
+            opening = self.take()
+            args = 0
+            if self.peek()[1] != ")":
+                self.nested(opening)
+                args = 1
+                while self.peek()[1] == ",":
+                    self.take()
+                    self.nested(opening)
+                    args += 1
             self.expect(")")
-            return node
-        raise _Error(pos, f"expected a number, a name or '(', found {_what(tok)}")
+            arity = FUNCTIONS[value][0]
+            if args != arity:
+                raise _Error(pos, f"{value}() takes {arity} argument{'s' if arity > 1 else ''}, got {args}")
+            self.code.append(("call", value, args))
+        elif kind == "name":
+            if value in CONSTANTS:
+                self.code.append(("num", CONSTANTS[value]))
+            elif value in VARIABLES:
+                self.code.append(("var", value))
+            else:
+                raise _Error(pos, f"unknown name '{value}'{suggest(value, (*VARIABLES, *CONSTANTS))}; names are "
+                                  f"{', '.join(VARIABLES)}, {', '.join(CONSTANTS)}")
+        elif value == "(":
+            self.nested(tok)
+            self.expect(")")
+        else:
+            raise _Error(pos, f"expected a number, a name or '(', found {_what(tok)}")
 
-    def nested(self):
-        self.depth += 1
-        if self.depth > _MAX_DEPTH:
-            raise _Error(self.peek()[2], "expression nested too deeply")
-        node = self.compare()
+    def nested(self, opening) -> None:
+        """A full expression one level down (in parentheses, or a function's argument)."""
+        self.enter(opening)
+        self.compare()
         self.depth -= 1
-        return node
 
 
 def _what(tok) -> str:
     return "the end" if tok[0] == "end" else repr(tok[1])
-
-
-def _names(node) -> set[str]:
-    kind = node[0]
-    if kind == "var":
-        return {node[1]}
-    if kind == "neg":
-        return _names(node[1])
-    if kind == "op":
-        return _names(node[2]) | _names(node[3])
-    if kind == "call":
-        return set().union(*(_names(a) for a in node[2])) if node[2] else set()
-    return set()
 
 
 _OPS = {
@@ -303,20 +313,27 @@ _OPS = {
 }  # fmt: skip
 
 
-def _eval(node, env: Mapping[str, np.ndarray]):
-    kind = node[0]
-    if kind == "num":
-        return node[1]
-    if kind == "var":
-        return env[node[1]]
-    if kind == "neg":
-        return -_eval(node[1], env)
-    if kind == "op":
-        out = _OPS[node[1]](_eval(node[2], env), _eval(node[3], env))
-        return out.astype(np.float64) if getattr(out, "dtype", None) == bool else (
-            float(out) if isinstance(out, (bool, np.bool_)) else out)
-    args = [_eval(a, env) for a in node[2]]
-    return FUNCTIONS[node[1]][1](*args)
+def _run(code: tuple, env: Mapping[str, np.ndarray]):
+    """Evaluate a postfix program (see :class:`_Parser`) over the arrays of ``env``: a float or an array."""
+    stack: list = []
+    for step in code:
+        kind = step[0]
+        if kind == "num":
+            stack.append(step[1])
+        elif kind == "var":
+            stack.append(env[step[1]])
+        elif kind == "neg":
+            stack.append(-stack.pop())
+        elif kind == "op":
+            b = stack.pop()
+            out = _OPS[step[1]](stack.pop(), b)
+            stack.append(out.astype(np.float64) if np.asarray(out).dtype == bool else out)
+        else:  # call
+            n = step[2]
+            args = stack[-n:]
+            del stack[-n:]
+            stack.append(FUNCTIONS[step[1]][1](*args))
+    return stack[0]
 
 
 _TIME = re.compile(r"^\s*(?P<v>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(?P<unit>[sbf%]?)\s*$")
@@ -328,6 +345,7 @@ class _Key:
     unit: str  # "s", "b", "f" or "%"
     value: float
     smooth: bool
+    hold: bool = False  # ``=``: the value before holds until this keyframe, then jumps to it
 
 
 @dataclass(frozen=True, eq=False)
@@ -345,7 +363,7 @@ class Curve:
     kind: str
     names: frozenset
     _keys: tuple = ()
-    _tree: tuple | None = None
+    _code: tuple = ()  # an expression's postfix program
 
     @property
     def values(self) -> tuple[float, ...]:
@@ -365,7 +383,7 @@ class Curve:
         env["fps"] = np.full(1, 25.0)
         env["length"] = np.full(1, 60.0)
         with np.errstate(all="ignore"):
-            v = float(np.broadcast_to(_eval(self._tree, env), (1,))[0])
+            v = float(np.broadcast_to(_run(self._code, env), (1,))[0])
         return v if math.isfinite(v) else 0.0
 
     def evaluate(self, timeline: Timeline) -> np.ndarray:
@@ -387,12 +405,12 @@ class Curve:
         if "beat" in self.names:
             env["beat"] = timeline.beat_of_frame(timeline.frame, key=self.key)
         with np.errstate(all="ignore"):
-            out = np.broadcast_to(np.asarray(_eval(self._tree, env), np.float64), (n,)).copy()
+            out = np.broadcast_to(np.asarray(_run(self._code, env), np.float64), (n,)).copy()
         bad = ~np.isfinite(out)
         if bad.any():
             k = int(np.argmax(bad))
-            raise ConfigError(f"{self.key} = {self.text!r} is not a finite number at t = {k / timeline.fps:.3f} s "
-                              f"(frame {k}); guard divisions and logs, e.g. max(x, 0.001)")
+            raise ConfigError(f"{self.key} = {_excerpt(self.text, 0)} is not a finite number at t = "
+                              f"{k / timeline.fps:.3f} s (frame {k}); guard divisions and logs, e.g. max(x, 0.001)")
         return out
 
     def _interpolate(self, timeline: Timeline) -> np.ndarray:
@@ -410,7 +428,8 @@ class Curve:
         if np.any(np.diff(pos) < -1e-9):
             i = int(np.argmax(np.diff(pos) < -1e-9)) + 1
             raise ConfigError(f"{self.key}: keyframe {i + 1} ({_fmt_time(keys[i])}) comes before the one ahead of "
-                              f"it ({_fmt_time(keys[i - 1])}) in {self.text!r}; list keyframes in time order")
+                              f"it ({_fmt_time(keys[i - 1])}) in {_excerpt(self.text, 0)}; list keyframes in time "
+                              "order")
         vals = np.array([k.value for k in keys])
         f = timeline.frame
         i = np.clip(np.searchsorted(pos, f, side="right") - 1, 0, len(keys) - 1)
@@ -420,6 +439,7 @@ class Curve:
         u = np.clip(u, 0.0, 1.0)
         smooth = np.array([k.smooth for k in keys])[j]
         u = np.where(smooth, u * u * (3.0 - 2.0 * u), u)
+        u = np.where(np.array([k.hold for k in keys])[j], 0.0, u)  # a hold keyframe: a step when it is reached
         out = vals[i] + (vals[j] - vals[i]) * u
         out = np.where(f < pos[0], vals[0], out)
         return np.where(f >= pos[-1], vals[-1], out)
@@ -438,26 +458,38 @@ def parse(text: str, *, key: str) -> Curve:
         ``"<key>: <what is wrong> at position <p> of '<text>'"`` (positions count from 1).
     """
     if not isinstance(text, str):
-        raise ConfigError(f"{key} must be a number or a schedule string, got {text!r}")
-    if len(text) > _MAX_LEN:
-        raise ConfigError(f"{key}: the schedule is {len(text)} characters long; keep it under {_MAX_LEN}")
+        raise ConfigError(f"{key} must be a number or a schedule string, got {text!r:.80}")
+    limit = _MAX_KEYFRAMES_LEN if ":" in text else _MAX_LEN
+    if len(text) > limit:
+        what = "keyframe list" if ":" in text else "expression"
+        raise ConfigError(f"{key}: the {what} is {len(text)} characters long; keep it under {limit}")
     if not text.strip():
         raise ConfigError(f"{key} is an empty string: give a number, keyframes like '0:1, 8b:2' or an expression")
     try:
         if ":" in text:
             return _parse_keyframes(text, key)
-        tree = _Parser(text).parse()
+        code = _Parser(text).parse()
     except _Error as e:
-        raise ConfigError(f"{key}: at position {e.pos + 1} of {text!r}: {e.message} (schedules: docs/presets.md)"
-                          ) from None
-    return Curve(key=key, text=text, kind="expression", names=frozenset(_names(tree)), _tree=tree)
+        raise ConfigError(f"{key}: at position {e.pos + 1} of {_excerpt(text, e.pos)}: {e.message} "
+                          "(schedules: docs/presets.md)") from None
+    names = frozenset(step[1] for step in code if step[0] == "var")
+    return Curve(key=key, text=text, kind="expression", names=names, _code=code)
+
+
+def _excerpt(text: str, pos: int, *, room: int = 40) -> str:
+    """``text`` quoted for an error message; a long one as the ``room`` characters either side of ``pos``."""
+    if len(text) <= 2 * room + 20:
+        return repr(text)
+    a, b = max(0, pos - room), min(len(text), pos + room)
+    return f"{'...' if a else ''}{text[a:b]!r}{'...' if b < len(text) else ''}"
 
 
 def _parse_keyframes(text: str, key: str) -> Curve:
     body, offset = text, 0
     stripped = text.lstrip()
     smooth_all = stripped.startswith("~")
-    if smooth_all:
+    hold_all = stripped.startswith("=")
+    if smooth_all or hold_all:
         offset = len(text) - len(stripped) + 1
         body = text[offset:]
     keys: list[_Key] = []
@@ -482,9 +514,12 @@ def _parse_keyframes(text: str, key: str) -> Curve:
             raise _Error(start, f"keyframe time {t_text.strip()!r} is negative")
         vpos = start + len(t_text) + 1
         v_str = v_text.strip()
-        smooth = smooth_all
+        smooth, hold = smooth_all, hold_all
         if v_str.startswith("~"):
             smooth = True
+            v_str = v_str[1:].strip()
+        elif v_str.startswith("="):
+            hold = True
             v_str = v_str[1:].strip()
         try:
             value = float(v_str)
@@ -493,11 +528,11 @@ def _parse_keyframes(text: str, key: str) -> Curve:
         except ValueError:
             lead = len(v_text) - len(v_text.lstrip())
             raise _Error(vpos + lead, f"keyframe value {v_text.strip()!r} is not a number") from None
-        keys.append(_Key(at, m["unit"] or "s", value, smooth))
+        keys.append(_Key(at, m["unit"] or "s", value, smooth, hold))
     for i in range(1, len(keys)):
         a, b = keys[i - 1], keys[i]
         if a.unit == b.unit and b.at < a.at:
             raise ConfigError(f"{key}: keyframe {i + 1} ({_fmt_time(b)}) comes before keyframe {i} ({_fmt_time(a)}) "
-                              f"in {text!r}; list keyframes in time order")
+                              f"in {_excerpt(text, 0)}; list keyframes in time order")
     names = frozenset({"beat"} if any(k.unit == "b" for k in keys) else ())
     return Curve(key=key, text=text, kind="keyframes", names=names, _keys=tuple(keys))

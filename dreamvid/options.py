@@ -89,6 +89,8 @@ class RenderOptions:
         but not encoded (a batch chunk's warm-up and join window)
     silent : the output has no sound (default: silent for a frame range, which ``batch`` joins and muxes once;
         a strip sets False to hear the song from the range's first frame)
+    piece : the output is a piece of a longer one that is encoded once when the pieces are joined (a batch chunk):
+        it keeps the pieces' finer quality instead of being encoded at ``crf`` itself
     feedback, fps : ``dreamvid zoom``: ``input`` is an image and each frame dreams the previous output moved by the
         camera, at ``fps``, for ``duration`` seconds or the song's length
     """
@@ -110,6 +112,7 @@ class RenderOptions:
     frames: tuple[int, int] | None = None
     held: tuple[int, int] = (0, 0)
     silent: bool | None = None
+    piece: bool = False
     feedback: bool = False
     fps: float = 25.0
 

@@ -26,6 +26,7 @@ import contextlib
 import functools
 import json
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -47,7 +48,7 @@ from .workdir import STAGES, State, WorkFolder, peek_phase, report_path_for, tra
 __all__ = ["RenderOptions", "FrameEvent", "Film", "render", "check", "scene_cuts", "dream_frame", "first_frame",
            "film_schedule", "work_dir_for", "report_path_for", "STAGES"]
 
-JOB_VERSION = 2  # what job.json/state.json hold; a work folder of another version is not resumed
+JOB_VERSION = 3  # what job.json/state.json hold; a work folder of another version is not resumed (3: pieces)
 
 
 @dataclass(frozen=True)
@@ -144,16 +145,21 @@ def film_schedule(opts: RenderOptions, config: Config, fps: float, count: int):
 
         args = dict(fps=fps, n_frames=count, loop=opts.loop_song, **analysis_options(config.audio))
         key = json.dumps([_fingerprint(opts.song), args], sort_keys=True, default=str)
-        if _ANALYSIS[0] != key:  # the chunks of one song, one after another in a batch worker, analyse it once
-            _ANALYSIS[:] = [key, analyze(opts.song, **args)]
-        features = _ANALYSIS[1]
+        with _ANALYSIS_LOCK:  # the UI's preview and render threads share it
+            features = _ANALYSIS.pop(key, None)
+            if features is None:  # the chunks of one song, one after another in a batch worker, analyse it once
+                features = analyze(opts.song, **args)
+            _ANALYSIS[key] = features  # the newest last
+            while len(_ANALYSIS) > 2:  # bounded: two songs' or two ranges' features
+                _ANALYSIS.pop(next(iter(_ANALYSIS)))
     table = config.audio if features is not None else {}
     sched = build_schedule(features, table, base=config.dream, blend=config.video.blend, n_frames=count,
                            react=opts.react, config=config, fps=fps)
     return sched, features
 
 
-_ANALYSIS: list = [None, None]  # the last song analysis of this process: (key, features)
+_ANALYSIS: dict[str, Any] = {}  # the last two song analyses of this process: key -> features
+_ANALYSIS_LOCK = threading.Lock()
 
 
 def _fingerprint(path: Path | None) -> dict[str, Any] | None:
@@ -248,6 +254,7 @@ def render(
     on_frame: Callable[[FrameEvent], None] | None = None,
     on_warning: Callable[[str], None] | None = None,
     on_output: Callable[[int, np.ndarray], None] | None = None,
+    on_publish: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Render ``opts.input`` into ``opts.output`` and return the report (also written beside the output).
 
@@ -257,7 +264,7 @@ def render(
 
     ``on_output(k, frame)`` sees every finished frame (uint8 RGB; ``k`` counts from the range's first frame) in
     the encoder thread, before the state counts it, so what it writes durably is there for every frame a resume
-    skips.
+    skips. ``on_publish(done, total)`` follows the last stage's one encode of the whole output (frames).
     """
     t_total = time.perf_counter()
     shutil.rmtree(trash_for(work_dir_for(opts.output)), ignore_errors=True)  # left by a render killed while removing
@@ -273,7 +280,8 @@ def render(
                 measures = _measures(film, dreamer)
                 measures.load_state_dict(state.measures)
                 _run(film, dreamer, work, state, measures, on_frame=on_frame, on_output=on_output)
-                _finish(film, dreamer, work, state, measures, t_total=t_total, on_warning=on_warning)
+                _finish(film, dreamer, work, state, measures, t_total=t_total, on_warning=on_warning,
+                        on_publish=on_publish)
             return _publish(work, opts)
         except BaseException:
             if not (work.path / "state.json").exists():  # not one frame finished: nothing to resume, nothing to keep
@@ -296,7 +304,7 @@ def _job(film: Film, dreamer) -> dict:
         "segment_frames": opts.segment_frames,
         "crf": opts.crf,
         "x264_preset": opts.x264_preset,
-        **({"frames": list(opts.frames), "held": list(opts.held), "muted": opts.muted}
+        **({"frames": list(opts.frames), "held": list(opts.held), "muted": opts.muted, "piece": opts.piece}
            if opts.frames is not None else {}),
         **({"feedback": True} if opts.feedback else {}),
         "config": film.config.to_dict(),
@@ -349,10 +357,11 @@ def _run(film: Film, dreamer, work: WorkFolder, state: State, measures: metrics.
             seconds["dream"] += time.perf_counter() - t
             intensity = metrics.mean_change(frame.src, out)
             state.done = j + 1
-            state.seconds = dict(seconds, encode=seconds["encode"] + encoder.busy,
-                                 measure=seconds.get("measure", 0.0) + measure.busy)
-            measure.submit(functools.partial(_keep, work, measures, State(**vars(state)), j, frame, last[0], out,
-                                             plan.mask, intensity, encoder, on_output))
+            snap = State(**vars(state))  # what state.json says once the frame is kept (the measures fill theirs in)
+            snap.seconds = dict(seconds, encode=seconds["encode"] + encoder.busy,
+                                measure=seconds.get("measure", 0.0) + measure.busy)
+            measure.submit(functools.partial(_keep, work, measures, snap, j, frame, last[0], out, plan.mask,
+                                             intensity, encoder, on_output))
             last[0] = out
             if on_frame:
                 on_frame(FrameEvent(j, film.n, False, time.perf_counter() - t, intensity))
@@ -395,20 +404,21 @@ def _stop(source, measure: Behind | None, encoder: Behind | None, work: WorkFold
 
 
 def _finish(film: Film, dreamer, work: WorkFolder, state: State, measures: metrics.Measures, *, t_total: float,
-            on_warning) -> None:
-    """Join the segments, mux the sound, write the report, and mark the work folder for publishing (durably)."""
+            on_warning, on_publish) -> None:
+    """Join the segments (one encode), mux the sound, write the report, and mark the work folder for publishing
+    (durably)."""
     opts, seconds = film.opts, state.seconds
-    t = time.perf_counter()
     final = work.final_path()
     pieces = [work.segment_path(i) for i in work.segments(state.done)]
     song = source = None
     if not opts.muted:
         song = opts.song
         source = None if opts.song or opts.feedback else opts.input
-    audio_seconds = publish.join(pieces, work.path, final, song=song, source=source,
+    audio_seconds = publish.join(pieces, work.path, final, crf=None if opts.piece else opts.crf,
+                                 preset=opts.x264_preset, song=song, source=source,
                                  start=opts.start + film.offset / film.fps, song_start=film.offset / film.fps,
-                                 loop_song=opts.loop_song, on_warning=on_warning)
-    seconds["mux"] += time.perf_counter() - t
+                                 loop_song=opts.loop_song, on_warning=on_warning, on_progress=on_publish,
+                                 seconds=seconds, source_info=None if opts.feedback else film.info)
     idle, dream = seconds.get("idle", 0.0), seconds["dream"]
     report = {
         "input": str(opts.input),

@@ -13,14 +13,11 @@ from typing import Any
 
 from .config import load_toml
 from .errors import ConfigError, suggest
+from .shipped import builtin_dir
+
+__all__ = ["DEFAULT", "available", "builtin_dir", "describe", "find", "load", "user_dirs"]
 
 DEFAULT = "lysergic"
-
-
-def builtin_dir() -> Path:
-    here = Path(__file__).resolve().parent
-    packaged = here / "presets_data"
-    return packaged if packaged.is_dir() else here.parent / "presets"
 
 
 def user_dirs() -> list[Path]:

@@ -5,8 +5,8 @@ frame before it, and the motion that carries the previous dream onto it. Every f
 
 * :func:`footage`: a clip, decoded (``video.iter_frames``), for ``dreamvid render``, a batch chunk, the UI's
   preview and strip;
-* :func:`track` over any iterator of frames: the camera move, scene cuts and motion, for footage and for live
-  sources (a camera, a looped clip) alike;
+* :class:`Track` (one frame at a time) and :func:`track` (over an iterator of frames): the camera move, scene cuts
+  and motion, for footage and for live sources (a camera, a looped clip) alike;
 * ``dreamvid.zoom.Feedback``: the infinite zoom, where each frame is the previous output moved (it needs the
   frame just dreamed, so it runs in the loop's own thread: :func:`feedback`).
 
@@ -24,7 +24,7 @@ import numpy as np
 
 from . import video
 
-__all__ = ["SourceFrame", "camera", "track", "footage", "feedback"]
+__all__ = ["SourceFrame", "Track", "camera", "track", "footage", "feedback"]
 
 
 @dataclass(frozen=True)
@@ -81,42 +81,75 @@ def _pulse(img: np.ndarray, zoom: float) -> np.ndarray:
     return cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
 
-def track(frames: Iterable[np.ndarray], *, start: int, schedule, size: tuple[int, int], video_params,
-          skip_to: int = 0, motion: bool = True, stage: Callable[..., None] | None = None,
-          seconds: dict[str, float] | None = None) -> Iterator[SourceFrame]:
-    """The camera, the scene cuts and the motion over raw frames of the film from frame ``start`` on.
+class Track:
+    """The camera, the scene cuts and the motion, one frame at a time: ``track(k, raw, schedule, size)`` gives film
+    frame ``k`` as a :class:`SourceFrame`. ``k`` rises; gaps are allowed (a live loop takes only the frames it has
+    time for), and so are changes of ``schedule`` (live controls rebuild it) and of ``size`` (the frame before is
+    resized, and the motion measured afresh from it).
 
     Parameters
     ----------
-    frames : iterable of uint8 (H, W, 3) at ``size``, film frames ``start``, ``start + 1``, ...
-    schedule : the film's :class:`~dreamvid.schedule.Schedule` (camera motion and zoom pulses)
-    size : (width, height)
     video_params : VideoParams (``scene_cut``, ``flow``, ``flow_max_side``)
-    skip_to : film frames below it are yielded with ``skip`` set and no flow (a resume has them)
     motion : measure the motion (False: only the camera and the cuts, e.g. to find a film's cuts)
     stage : called with ``(src, *flows)`` for each frame to dream, as soon as it is ready (the JAX dreamer copies
         it to the device ahead of the dream)
     seconds : ``"decode"`` and ``"flow"`` are added to (the report's timings)
     """
-    move = camera(schedule, size)
-    tracker = video.MotionTracker(video_params)
-    threshold = video_params.scene_cut
-    prev = None
-    seconds = seconds if seconds is not None else {}
+
+    def __init__(self, video_params, *, motion: bool = True, stage: Callable[..., None] | None = None,
+                 seconds: dict[str, float] | None = None):
+        self.video_params, self.motion, self.stage = video_params, motion, stage
+        self.seconds = seconds if seconds is not None else {}
+        self.tracker = video.MotionTracker(video_params)
+        self.prev: np.ndarray | None = None
+        self._camera = None  # (schedule, size, move)
+
+    def __call__(self, k: int, raw: np.ndarray, schedule, size: tuple[int, int], *,
+                 skip: bool = False) -> SourceFrame:
+        """Film frame ``k`` from the raw footage frame ``raw`` (uint8 (H, W, 3) at ``size``); ``skip``: a frame a
+        resume already has (the camera and the motion only keep in step)."""
+        t = time.perf_counter()
+        if self._camera is None or self._camera[0] is not schedule or self._camera[1] != size:
+            self._camera = (schedule, size, camera(schedule, size))
+        src = self._camera[2](k, raw)  # the zoom pulse moves the footage itself, so the flow (and the dream) sees it
+        t = _add(self.seconds, "decode", t)
+        prev = self.prev
+        if prev is not None and prev.shape != src.shape:  # a new size: the frame before, resized, and fresh motion
+            prev = _resize(prev, size)
+            self.tracker = video.MotionTracker(self.video_params)
+            self.tracker.push(prev, need=False)
+        cut = False if skip or prev is None else video.scene_cut_score(prev, src) > self.video_params.scene_cut
+        flows = self.tracker.push(src, cut=cut, need=self.motion and not skip)
+        if self.stage is not None and not skip:
+            self.stage(src, *(flows or ()))
+        _add(self.seconds, "flow", t)
+        self.prev = src
+        return SourceFrame(k, src, prev, flows, bool(cut), skip)
+
+
+def _add(seconds: dict[str, float], key: str, since: float) -> float:
+    now = time.perf_counter()
+    seconds[key] = seconds.get(key, 0.0) + now - since
+    return now
+
+
+def _resize(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    import cv2
+
+    return cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+
+
+def track(frames: Iterable[np.ndarray], *, start: int, schedule, size: tuple[int, int], video_params,
+          skip_to: int = 0, motion: bool = True, stage: Callable[..., None] | None = None,
+          seconds: dict[str, float] | None = None) -> Iterator[SourceFrame]:
+    """:class:`Track` over raw frames of the film from frame ``start`` on (film frames below ``skip_to`` are
+    yielded with ``skip`` set and no flow: a resume has them)."""
+    step = Track(video_params, motion=motion, stage=stage, seconds=seconds)
+    seconds = step.seconds
     t = time.perf_counter()
     for i, raw in enumerate(frames):
-        k = start + i
-        src = move(k, raw)  # the zoom pulse moves the footage itself, so the flow (and the dream it carries) sees it
-        seconds["decode"] = seconds.get("decode", 0.0) + time.perf_counter() - t
-        t = time.perf_counter()
-        skip = k < skip_to
-        cut = prev is not None and video.scene_cut_score(prev, src) > threshold if not skip else False
-        flows = tracker.push(src, cut=cut, need=motion and not skip)
-        if stage is not None and not skip:
-            stage(src, *(flows or ()))
-        seconds["flow"] = seconds.get("flow", 0.0) + time.perf_counter() - t
-        yield SourceFrame(k, src, prev, flows, bool(cut), skip)
-        prev = src
+        _add(seconds, "decode", t)
+        yield step(start + i, raw, schedule, size, skip=start + i < skip_to)
         t = time.perf_counter()
 
 

@@ -40,7 +40,7 @@ except ImportError:  # not POSIX: the work folder is not locked
 
 __all__ = ["STAGES", "State", "WorkFolder", "work_dir_for", "report_path_for", "peek_phase"]
 
-STAGES = ("decode", "flow", "dream", "encode", "mux")
+STAGES = ("decode", "flow", "dream", "encode", "join", "mux")
 LOCK = "lock"
 
 
@@ -202,9 +202,10 @@ class WorkFolder:
                     if not overwrite:
                         raise self._waiting()
                 elif old != job:
-                    diff = sorted(k for k in job if old.get(k) != job.get(k))
-                    raise OutputError(f"cannot resume: {', '.join(diff)} changed since the interrupted render; use "
-                                      "the same settings, or --overwrite to start over")
+                    if not overwrite:  # with both: resume what can be resumed, start over what cannot
+                        diff = sorted(k for k in job if old.get(k) != job.get(k))
+                        raise OutputError(f"cannot resume: {', '.join(diff)} changed since the interrupted render; "
+                                          "use the same settings, or --overwrite to start over")
                 else:
                     if state.phase != "publish":
                         self._check_resumable(state)
@@ -296,9 +297,10 @@ class WorkFolder:
         if lead <= k < self.count - trail:
             if self._segment is None:
                 fps, crf, preset = self._enc
+                # a piece, finer than the output: publishing encodes all of them once (no join shows)
                 self._segment = video.FrameWriter(self.segment_path(k // self.seg_frames), fps=fps,
                                                   size=(frame.shape[1], frame.shape[0]), crf=crf, preset=preset,
-                                                  overwrite=True)
+                                                  piece=True, overwrite=True)
             self._segment.write(frame)
         if (k + 1) % self.seg_frames == 0:
             self.close_segment()

@@ -134,3 +134,126 @@ def clean_env(monkeypatch, tmp_path):
                 "KERAS_HOME"):
         monkeypatch.delenv(var, raising=False)
     return home
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# What a run must cover: $DREAMVID_REQUIRE (.ci/run sets "jax torch ui browser ray", `make test` "jax")
+#
+# A test of an optional part is skipped where that part is not installed, which is right on a user's machine and
+# wrong in CI: a CI run that skipped the JAX, UI, browser, Ray or torch tests would stay green without them. So a
+# run can name the parts it must cover. It then stops at once, before any test, when one of them cannot run here;
+# and it fails at the end when a test marked ``@needs(part)`` for one of them was skipped all the same (a browser
+# that does not start, say), or when a whole test file was skipped at collection.
+
+#: The optional parts a run can be required to cover, and what each one is.
+PARTS = {
+    "jax": "the JAX backend (pip install \"dreamvid[jax]\")",
+    "torch": "the PyTorch backend (pip install \"dreamvid[torch]\", or a CPU build of torch)",
+    "ray": "dreamvid batch --ray (pip install \"dreamvid[ray]\")",
+    "ui": "dreamvid ui (pip install \"dreamvid[ui]\")",
+    "browser": "the test of dreamvid ui in a real browser (pip install selenium; apt-get install chromium "
+               "chromium-driver)",
+}
+_REQUIRE_VAR = "DREAMVID_REQUIRE"
+
+
+def needs(*parts: str):
+    """Mark a test as one that covers ``parts`` (names of :data:`PARTS`): while ``$DREAMVID_REQUIRE`` names one of
+    them, the test being skipped, for whatever reason, fails the run."""
+    unknown = [p for p in parts if p not in PARTS]
+    if unknown:
+        raise ValueError(f"unknown part {unknown[0]!r}: the parts are {', '.join(PARTS)}")
+    return pytest.mark.needs(*parts)
+
+
+def required_parts() -> list[str]:
+    """The parts ``$DREAMVID_REQUIRE`` names (space- or comma-separated), in :data:`PARTS` order."""
+    named = os.environ.get(_REQUIRE_VAR, "").replace(",", " ").split()
+    unknown = [p for p in named if p not in PARTS]
+    if unknown:
+        raise pytest.UsageError(f"{_REQUIRE_VAR} names {unknown[0]!r}, which is not a part: the parts are "
+                                f"{', '.join(PARTS)}")
+    return [p for p in PARTS if p in named]
+
+
+def chromium_path() -> str | None:
+    """The headless browser the UI's browser test drives (Debian's chromium), or None."""
+    import shutil
+
+    return next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
+
+
+def chromedriver_path() -> str | None:
+    """Selenium's driver for it, or None."""
+    import shutil
+
+    return shutil.which("chromedriver")
+
+
+def part_missing(part: str) -> str | None:
+    """Why ``part`` cannot run here (a package or a program is missing), or None. Looks, imports nothing."""
+    import importlib.util
+
+    packages = {"jax": ("jax",), "torch": ("torch",), "ray": ("ray",), "ui": ("gradio",),
+                "browser": ("gradio", "selenium")}[part]
+    for package in packages:
+        if importlib.util.find_spec(package) is None:
+            return f"{package} is not installed"
+    if part == "browser":
+        if chromium_path() is None:
+            return "no chromium (or chromium-browser, google-chrome) on PATH"
+        if chromedriver_path() is None:
+            return "no chromedriver on PATH"
+    return None
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "needs(*parts): the optional parts of dreamvid the test covers ("
+                            f"{', '.join(PARTS)}); skipped while ${_REQUIRE_VAR} names one of them, it fails the run")
+    required = required_parts()
+    if not required:
+        return
+    missing = [f"{p} ({why})" for p in required if (why := part_missing(p)) is not None]
+    if missing:
+        raise pytest.UsageError(
+            f"{_REQUIRE_VAR}={' '.join(required)} asks this run to cover parts that cannot run here: "
+            f"{'; '.join(missing)}. Install them (see .ci/run), or leave them out of {_REQUIRE_VAR} on purpose")
+    config.pluginmanager.register(_Required(required), "dreamvid-required-parts")
+
+
+def _reason(report) -> str:
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    return reason.removeprefix("Skipped: ")
+
+
+class _Required:
+    """Fails the run when a test of a required part, or a whole test file, was skipped (see :func:`needs`)."""
+
+    def __init__(self, parts: list[str]):
+        self.parts = parts
+        self.skipped: list[str] = []
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item, call):
+        report = (yield).get_result()
+        if report.skipped:
+            covered = {p for mark in item.iter_markers("needs") for p in mark.args}
+            wanted = [p for p in self.parts if p in covered]
+            if wanted:
+                self.skipped.append(f"{item.nodeid} ({', '.join(wanted)}): {_reason(report)}")
+
+    def pytest_collectreport(self, report):
+        if report.skipped:
+            self.skipped.append(f"{report.nodeid} (the whole file): {_reason(report)}")
+
+    def pytest_terminal_summary(self, terminalreporter):
+        if self.skipped:
+            terminalreporter.section(f"skipped, though {_REQUIRE_VAR}={' '.join(self.parts)} requires them",
+                                     red=True, bold=True)
+            for line in self.skipped:
+                terminalreporter.line(line, red=True)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session):
+        if self.skipped and session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED

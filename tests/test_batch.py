@@ -22,7 +22,7 @@ from dreamvid import batch
 from dreamvid.cli import app
 from dreamvid.config import resolve
 from dreamvid.pipeline import render
-from tests.conftest import WEIGHTS_FILE, load_example, read_rgb, write_rgb
+from tests.conftest import WEIGHTS_FILE, load_example, needs, read_rgb, write_rgb
 from tests.media import make_clip, make_song
 from tests.render_fixtures import decode_all
 
@@ -304,6 +304,7 @@ def ray_instance():
     ray.shutdown()
 
 
+@needs("ray")
 def test_the_ray_runner_writes_what_the_local_one_does(ray_instance, local_run, media, tmp_path):
     from dreamvid.batch_ray import run_ray
 

@@ -232,3 +232,16 @@ def _alive(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state != "Z"
+
+
+def test_a_missing_guide_and_a_motion_table_are_checked_with_the_job_file(clip, tmp_path):
+    f = tmp_path / "jobs.toml"
+    f.write_text(TINY + f'[[job]]\nname = "a"\ninput = "{clip}"\noutput = "a.mp4"\n[job.dream]\nguide = "nope.png"\n'
+                        f'[[job]]\nname = "b"\ninput = "{clip}"\noutput = "b.mp4"\n[job.motion]\nzoom = 1.01\n')
+    with pytest.raises(batch.BatchFileError) as e:
+        batch.load_jobs(f)
+    table = f.read_text().splitlines().index("[job.dream]") + 1
+    assert [(line, name) for line, name, _ in e.value.problems] == [(table, "a")], e.value.problems
+    assert "nope.png does not exist" in str(e.value)
+    kept = batch.load_jobs(f, skip_bad=True)
+    assert [j.name for j in kept] == ["b"] and kept[0].config.motion.zoom == 1.01

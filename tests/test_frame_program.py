@@ -17,10 +17,10 @@ import sys
 import numpy as np
 import pytest
 
-from .conftest import REPO, WEIGHTS_FILE
+from .conftest import REPO, WEIGHTS_FILE, needs
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("jax") is None or importlib.util.find_spec("keras") is None,
-                                reason="jax (and keras) are not installed: pip install 'dreamvid[jax]'")
+pytestmark = [pytest.mark.skipif(importlib.util.find_spec("jax") is None or importlib.util.find_spec("keras") is None,
+                                 reason="jax (and keras) are not installed: pip install 'dreamvid[jax]'"), needs("jax")]
 
 
 @pytest.fixture(scope="module")

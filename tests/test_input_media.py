@@ -15,8 +15,8 @@ import cv2
 import numpy as np
 import pytest
 
-from dreamvid.errors import VideoError
-from dreamvid.images import apply_orientation, exif_orientation, read_image
+from dreamvid.errors import InputError, VideoError
+from dreamvid.images import read_image
 from dreamvid.video import FrameWriter, iter_frames, mux, probe, stream_durations
 from dreamvid.video import decode as decode_mod
 from dreamvid.video.decode import ffmpeg_exe
@@ -252,7 +252,6 @@ def test_exif_orientation_in_png_webp_tiff(tmp_path, fmt):
     exif[0x0112] = 8
     kwargs = {"lossless": True} if fmt == "WEBP" else {}
     Image.fromarray(_pattern()).save(path, format=fmt, exif=exif.tobytes(), **kwargs)
-    assert exif_orientation(path.read_bytes()) == (1 if fmt == "TIFF" else 8)  # TIFF: OpenCV's decoder turns it
     got = read_image(path)  # turned once, not twice
     assert np.abs(got.astype(int) - np.rot90(_pattern(), 1)).mean() < 1.0
 
@@ -262,9 +261,85 @@ def test_broken_exif_is_ignored(tmp_path):
     data = bytearray(path.read_bytes())
     data[12:16] = b"\xff\xff\xff\x7f"  # IFD0 offset far past the end
     path.write_bytes(bytes(data))
-    assert exif_orientation(bytes(data)) == 1
-    assert read_image(path).shape == (32, 48, 3)
-    assert apply_orientation(_pattern(), 1) is not None
+    got = read_image(path)
+    assert got.shape == (32, 48, 3) and np.abs(got.astype(int) - _pattern()).mean() < 3  # shown as stored
+
+
+def test_every_pixel_format_comes_out_as_eight_bit_rgb(tmp_path):
+    """16-bit and grey PNGs, palette and alpha images: uint8 RGB (H, W, 3), writable; 16 bits scaled, not clipped."""
+    from PIL import Image
+
+    ramp = np.linspace(0, 65535, 48, dtype=np.uint16)[None, :].repeat(32, axis=0)
+    assert cv2.imwrite(str(tmp_path / "grey16.png"), ramp)
+    got = read_image(tmp_path / "grey16.png")
+    assert got.shape == (32, 48, 3) and got.dtype == np.uint8 and got.flags.writeable
+    assert np.abs(got[..., 0].astype(int) - np.round(ramp / 257)).max() <= 1 and got[0, -1, 0] == 255
+    rgb16 = (_pattern().astype(np.uint16) * 257)[..., ::-1]
+    assert cv2.imwrite(str(tmp_path / "rgb16.png"), rgb16)
+    assert np.abs(read_image(tmp_path / "rgb16.png").astype(int) - _pattern()).max() <= 1
+    Image.fromarray(_pattern()).convert("P").save(tmp_path / "palette.png")
+    Image.fromarray(np.dstack([_pattern(), np.full((32, 48), 7, np.uint8)])).save(tmp_path / "alpha.png")
+    Image.fromarray(_pattern()[..., 1]).save(tmp_path / "grey.jpg", quality=98)
+    for name in ("palette.png", "alpha.png", "grey.jpg"):
+        got = read_image(tmp_path / name)
+        assert got.shape == (32, 48, 3) and got.dtype == np.uint8, name
+    assert np.array_equal(read_image(tmp_path / "alpha.png"), _pattern())  # the alpha channel is dropped
+
+
+def test_a_truncated_or_bomb_sized_image_is_one_input_error(tmp_path, monkeypatch):
+    from PIL import Image
+
+    whole = _jpeg_with_exif(tmp_path / "whole.jpg", _pattern(), 1).read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(InputError, match=r"cut\.jpg is not a readable image"):
+        read_image(tmp_path / "cut.jpg")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 32 * 48 // 4)  # Pillow's limit, made small
+    with pytest.raises(InputError, match=r"whole\.jpg is too large to read .*decompression bomb"):
+        read_image(tmp_path / "whole.jpg")
+
+
+# -- the colour matrix ----------------------------------------------------------------------------------------------
+_SATURATED = ((230, 30, 30), (30, 200, 30), (30, 30, 220), (220, 40, 200))
+
+
+def _quadrants(size: tuple[int, int]) -> np.ndarray:
+    w, h = size
+    img = np.empty((h, w, 3), np.uint8)
+    for k, colour in enumerate(_SATURATED):
+        img[(k // 2) * h // 2 : (k // 2 + 1) * h // 2, (k % 2) * w // 2 : (k % 2 + 1) * w // 2] = colour
+    return img
+
+
+def _colour_clip(path: Path, size: tuple[int, int], matrix: str, tag: str | None) -> Path:
+    """Two frames of four flat saturated quadrants, turned into YUV with ``matrix`` and tagged ``tag`` (None: no
+    colour tags at all, as many cameras and editors write)."""
+    w, h = size
+    trc = {None: "unknown", "bt709": "bt709", "bt470bg": "smpte170m"}[tag]
+    tags = f"colorspace={tag or 'unknown'}:color_primaries={tag or 'unknown'}:color_trc={trc}"
+    _ff("-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-framerate", "10", "-i", "pipe:0",
+        "-vf", f"scale=out_color_matrix={matrix}:out_range=tv,format=yuv420p,setparams={tags}",
+        "-c:v", "libx264", "-preset", "ultrafast", "-qp", "0", f"file:{path}", data=_quadrants(size).tobytes() * 2)
+    return path
+
+
+@pytest.mark.parametrize("size, matrix, tag", [
+    ((1280, 720), "bt709", None),  # untagged HD: players take it as BT.709
+    ((1280, 536), "bt709", None),  # untagged, HD by its width (a 2.39:1 film)
+    ((960, 720), "bt709", None),  # untagged, HD by its height (4:3)
+    ((640, 480), "bt601", None),  # untagged SD: BT.601
+    ((1280, 720), "bt601", "bt470bg"),  # tagged: as tagged, whatever the size
+    ((640, 360), "bt709", "bt709"),
+])  # fmt: skip
+def test_colours_decode_with_the_matrix_the_clip_was_made_with(tmp_path, size, matrix, tag):
+    """An untagged HD clip is BT.709 (as ffmpeg's players and browsers take it), an untagged SD one BT.601, a
+    tagged one as tagged: the saturated colours come back within a few levels (BT.601 read as BT.709, or the
+    other way round, is off by 10-30 levels in these colours)."""
+    clip = _colour_clip(tmp_path / "colours.mp4", size, matrix, tag)
+    w, h = size
+    (frame,) = list(iter_frames(clip, count=1, size=(w // 8, h // 8)))
+    got = [frame[(k // 2) * h // 16 + h // 32, (k % 2) * w // 16 + w // 32].tolist() for k in range(4)]
+    assert np.abs(np.array(got) - _SATURATED).max() <= 3, got
+    assert probe(clip).color_matrix == (tag or "")
 
 
 # -- 10-bit and HDR -------------------------------------------------------------------------------------------------

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dreamvid.audio import analyze
 from dreamvid.config import DreamParams, resolve
@@ -157,18 +160,178 @@ def test_a_bad_schedule_names_the_key_and_the_position(text, pos, what):
     assert re.search(what, msg), msg
 
 
-def test_no_python_is_ever_evaluated(tmp_path, monkeypatch):
-    import builtins
+@pytest.mark.parametrize("text, pos, what", [
+    # Python that tokenizes: it reaches the parser, which knows only its own names
+    ("__import__(os)", 1, "unknown function '__import__'"),
+    ("open(t)", 1, "unknown function 'open'"),
+    ("exec(t) + eval(t)", 1, "unknown function 'exec'"),
+    ("globals", 1, "unknown name 'globals'"),
+    ("t + __builtins__", 5, "unknown name '__builtins__'"),
+    ("sin(t) if t else 0", 8, "unexpected 'if'"),
+    ("lambda t", 1, "unknown name 'lambda'"),
+])  # fmt: skip
+def test_python_payloads_reach_the_parser_and_are_refused(text, pos, what):
+    """Payloads that pass the tokenizer: the parser knows only its own names, so no Python is ever run."""
+    with pytest.raises(ConfigError) as e:
+        parse(text, key="motion.zoom").evaluate(_tl())
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith("motion.zoom: at position"), msg
+    assert f"at position {pos} of" in msg and what in msg, msg
 
-    monkeypatch.setattr(builtins, "eval", lambda *a: pytest.fail("eval was called"))
-    monkeypatch.setattr(builtins, "exec", lambda *a: pytest.fail("exec was called"))
-    flag = tmp_path / "pwned"
-    for text in (f"__import__('os').system('touch {flag}')", "open('x')", "t.real", "[1][0]", "{1}"):
-        with pytest.raises(ConfigError):
-            parse(text, key="k").evaluate(_tl())
-    assert not flag.exists()
-    with pytest.raises(ConfigError, match="nested too deeply"):
-        parse("(" * 500 + "1" + ")" * 500, key="k")
+
+@pytest.mark.parametrize("text, opener", [
+    ("2^" * 1999 + "2", r"\^"),
+    ("2**" * 1333 + "2", r"\*\*"),
+    ("-" * 3999 + "1", "-"),
+    ("-2^" * 1333 + "2", "[-^]"),
+    ("(" * 1999 + "1" + ")" * 1999, r"\("),
+    ("sin(" * 790 + "t" + ")" * 790, r"\("),
+    ("min(1, " * 450 + "1" + ")" * 450, r"\("),
+    ("1 + (" * 600 + "1" + ")" * 600, r"\("),
+])  # fmt: skip
+def test_deep_expressions_are_one_config_error_naming_the_limit_and_the_place(text, opener):
+    """Each level of nesting is a Python call while parsing: the parser has an explicit limit, reported with the
+    position of the token that passed it (the 61st opener), never a RecursionError."""
+    pos = [m.start() for m in re.finditer(opener, text)][60] + 1
+    with pytest.raises(ConfigError) as e:
+        parse(text, key="motion.zoom")
+    msg = str(e.value)
+    assert "\n" not in msg and len(msg) < 400, msg  # one line, with an excerpt of the long text, not all of it
+    assert msg.startswith(f"motion.zoom: at position {pos} of "), msg
+    assert msg.endswith("nested too deeply: more than 60 levels of parentheses, function calls, signs or powers "
+                        "(schedules: docs/presets.md)"), msg
+
+
+def test_long_flat_expressions_are_values_not_errors():
+    """``1+1+...+1`` nests nothing: it is parsed and evaluated without recursion (it used to be a RecursionError)."""
+    assert np.all(ev("1+" * 1999 + "1", _tl()) == 2000.0)
+    assert np.allclose(ev("t*" * 1000 + "1", _tl(n=3)), [0.0, 0.1**1000, 0.2**1000])
+    assert np.all(ev("1-" * 1999 + "1", _tl(n=2)) == -1998.0)  # left to right: ((1-1)-1)-... = 1 - 1999
+    assert np.all(ev("(t < 1) == " * 300 + "1", _tl(n=2)) == 1.0)
+    assert np.all(ev("-" * 60 + "1", _tl(n=1)) == 1.0)  # 60 signs: at the limit, not past it
+    assert np.all(ev("(" * 60 + "2" + ")" * 60, _tl(n=1)) == 2.0)
+
+
+@pytest.mark.parametrize("text, what", [
+    ("x" * 4001, "the expression is 4001 characters long; keep it under 4000"),
+    ("9" * 3999, r"is not a finite number at t = 0\.000 s"),  # a float that overflows: inf
+    ("exp(1000)", r"is not a finite number"),
+    ("pow(-1, 0.5)", r"is not a finite number"),
+    ("2^" * 9 + "9", r"is not a finite number"),
+    ("1/(t - t)", r"is not a finite number"),
+])  # fmt: skip
+def test_long_and_overflowing_schedules_are_config_errors(text, what):
+    with pytest.raises(ConfigError, match=what) as e:
+        parse(text, key="k").evaluate(_tl())
+    assert "\n" not in str(e.value) and len(str(e.value)) < 400
+
+
+# ---- properties: whatever the text, one ConfigError or a Curve -------------------------------------------------
+
+_SETTINGS = settings(max_examples=150, deadline=None, derandomize=True, database=None,
+                     suppress_health_check=[HealthCheck.too_slow])
+_ATOMS = st.sampled_from(["1", "0", "2.5", "1e3", ".5", "t", "beat", "onset", "frame", "progress", "pi", "e"])
+
+
+def _exprs():
+    """Well-formed expressions of any depth and size, over every operator and function of the grammar."""
+    from dreamvid.keyframes import FUNCTIONS
+
+    binary = st.sampled_from(["+", "-", "*", "/", "%", "^", "**", "<", "<=", ">", ">=", "==", "!="])
+
+    def extend(inner):
+        return st.one_of(
+            st.tuples(inner, binary, inner).map(lambda p: f"{p[0]} {p[1]} {p[2]}"),
+            st.tuples(st.sampled_from(["-", "+"]), inner).map("".join),
+            inner.map(lambda x: f"({x})"),
+            st.sampled_from(sorted(FUNCTIONS)).flatmap(
+                lambda f: st.lists(inner, min_size=FUNCTIONS[f][0], max_size=FUNCTIONS[f][0]).map(
+                    lambda a, f=f: f"{f}({', '.join(a)})")),
+        )
+
+    return st.recursive(_ATOMS, extend, max_leaves=60)
+
+
+def _check(text: str, tl: Timeline) -> None:
+    """``parse`` gives a Curve or a one-line ConfigError; a Curve evaluates to n finite numbers or a ConfigError."""
+    try:
+        curve = parse(text, key="motion.zoom")
+    except ConfigError as e:
+        assert "\n" not in str(e) and str(e).startswith("motion.zoom"), str(e)
+        return
+    try:
+        v = curve.evaluate(tl)
+    except ConfigError as e:
+        assert "\n" not in str(e), str(e)
+        return
+    assert v.shape == (tl.n,) and v.dtype == np.float64 and np.all(np.isfinite(v))
+    assert math.isfinite(curve.static())
+
+
+_TL = Timeline(n=7, fps=5.0, bpm=120.0)
+_GRAMMAR = "0123456789.eE+-*/%^()<>=!, :~sbf%tabcilmnoprsuwxhgdpkv_ \t"
+
+
+@_SETTINGS
+@given(st.text(alphabet=_GRAMMAR, max_size=120))
+def test_property_garbage_made_of_the_grammars_own_characters(text):
+    _check(text, _TL)
+
+
+@_SETTINGS
+@given(st.text(max_size=80))
+def test_property_any_unicode_text(text):
+    _check(text, _TL)
+
+
+@_SETTINGS
+@given(_exprs())
+def test_property_well_formed_expressions_of_any_shape(text):
+    _check(text, _TL)
+
+
+@settings(_SETTINGS, max_examples=40)  # long lists are slow to draw
+@given(st.integers(0, 1500).flatmap(lambda n: st.lists(
+    st.sampled_from(["(", ")", "-", "+", "2", "^", "**", "sin(", "min(1,", ",", "t", "*"]), min_size=n, max_size=n)
+).map("".join))
+def test_property_deep_and_long_token_soup(text):
+    _check(text, _TL)
+
+
+@_SETTINGS
+@given(st.integers(0, 3000), st.sampled_from(["({})", "sin({})", "-{}", "2^{}", "min(1, {})", "-2**{}", "1+({})"]))
+def test_property_depth_is_limited_explicitly(depth, wrap):
+    text = "t"
+    for _ in range(depth):
+        text = wrap.format(text)
+    if len(text) > 4000:
+        with pytest.raises(ConfigError, match="characters long; keep it under 4000"):
+            parse(text, key="k")
+    elif depth > 60:
+        with pytest.raises(ConfigError, match="nested too deeply: more than 60 levels"):
+            parse(text, key="k")
+    else:
+        _check(text, _TL)
+
+
+@_SETTINGS
+@given(st.lists(st.tuples(st.floats(0, 1e3), st.sampled_from(["", "s", "b", "f", "%"]),
+                          st.floats(allow_nan=True, allow_infinity=True), st.sampled_from(["", "~", "="])),
+                max_size=40), st.sampled_from(["", "~", "=", " ~ "]))
+def test_property_keyframe_lists(keys, before):
+    text = before + ", ".join(f"{t!r}{u}:{ease}{v!r}" for t, u, v, ease in keys)
+    _check(text, _TL)
+
+
+@_SETTINGS
+@given(st.text(alphabet=_GRAMMAR, max_size=60), st.sampled_from(["dream.step_size", "dream.steps", "motion.zoom"]))
+def test_property_config_values(text, key):
+    """Through the config, as the CLI, batch and the UI read it: a Config or one ConfigError."""
+    section, name = key.split(".")
+    try:
+        resolve({section: {name: text}})
+    except ConfigError as e:
+        assert "\n" not in str(e)
 
 
 def test_out_of_order_keyframes_and_non_finite_values_are_errors():

@@ -8,6 +8,7 @@ used or downloaded by a test.
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from dreamvid.config import DreamParams, parse_layers, resolve
 from dreamvid.dream import Objective
 from dreamvid.dream.objective import GAUGE, Match
 from dreamvid.errors import ConfigError, InputError, WeightsError
-from tests.conftest import REPO, load_example, write_rgb
+from tests.conftest import REPO, load_example, needs, write_rgb
 from tests.render_fixtures import media  # noqa: F401  (a fixture)
 
 TABBY = 281
@@ -82,14 +83,61 @@ def test_class_names_ship_with_dreamvid():
     assert names[TABBY] == "tabby cat" and names[0] == "tench" and names[999] == "toilet paper"
 
 
-@pytest.mark.parametrize("value", ["tabby cat", "Tabby  Cat", 281, "281", 281.0])
+@pytest.mark.parametrize("value", ["tabby cat", "Tabby  Cat", 281, "281", 281.0, "tabby", "TABBY", "tabby_cat"])
 def test_class_by_name_or_index(value):
+    """A class's name, its index, or any of its WordNet synonyms, such as ``tabby``: the name Keras'
+    ``decode_predictions`` prints for class 281 (``_`` as Keras writes it, any case)."""
     assert targets.class_index(value) == TABBY
+    assert resolve({"dream": {"dream_class": value}}).dream.dream_class == value
+
+
+def test_every_synonym_of_every_imagenet_class_names_it():
+    """The 1000 synsets' lemmas (dreamvid/data/imagenet_lemmas.txt): each one that belongs to one class names it;
+    one shared by two classes and not either's own name is ambiguous."""
+    lemmas = targets.class_lemmas()
+    assert len(lemmas) == 1000 and lemmas[TABBY] == ("tabby", "tabby cat")
+    assert lemmas[0] == ("tench", "Tinca tinca") and lemmas[999][0] == "toilet tissue"
+    owners: dict[str, set[int]] = {}
+    for i, names in enumerate(lemmas):
+        for name in names:
+            owners.setdefault(name.lower(), set()).add(i)
+    own = {n.lower(): i for i, n in enumerate(targets.class_names())}
+    ambiguous = []
+    for name, classes in owners.items():
+        if name in own:  # dreamvid's own name of a class ('harp', 'crayfish') names that class
+            assert targets.class_index(name) == own[name], name
+        elif len(classes) == 1:
+            assert targets.class_index(name) == next(iter(classes)), name
+            assert targets.class_index(name.upper().replace(" ", "_")) == next(iter(classes)), name  # Keras' spelling
+        else:
+            ambiguous.append(name)
+            with pytest.raises(ConfigError, match=f"ImageNet class '{name}' is ambiguous"):
+                targets.class_index(name)
+    assert len(owners) > 1800 and sorted(ambiguous) == [
+        "catamount", "crane", "crawfish", "grass snake", "horn", "maillot", "panda", "panther", "polecat",
+        "sand viper", "sus scrofa", "wagon"]
+    for keras_name, index in (("tiger_cat", 282), ("Egyptian_cat", 285), ("golden_retriever", 207),
+                              ("toilet_tissue", 999), ("harmonica", 593), ("harp", 594), ("cardigan", 474)):
+        assert targets.class_index(keras_name) == index, keras_name
+
+
+@pytest.mark.parametrize("value, choices", [
+    ("crane", "134 'crane \\(bird\\)' or 517 'crane \\(machine\\)'"),
+    ("Maillot", "638 'tights' or 639 'tank suit'"),
+    ("panda", "387 'red panda' or 388 'giant panda'"),
+])  # fmt: skip
+def test_an_ambiguous_synonym_is_one_line_naming_the_choices(value, choices):
+    with pytest.raises(ConfigError) as e:
+        resolve({"dream": {"dream_class": value}})
+    msg = str(e.value)
+    assert "\n" not in msg and re.fullmatch(
+        f"ImageNet class '{value}' is ambiguous: it is {choices}; give that name or the index", msg), msg
 
 
 @pytest.mark.parametrize("value, match", [
     ("cat", r"unknown ImageNet class 'cat' \(did you mean 'tabby cat', 'tiger cat'"),
-    ("tabby_cat", r"did you mean 'tabby cat'"),
+    ("tabby kat", r"did you mean 'tabby cat'"),
+    ("tigr_cat", r"did you mean 'tiger cat'"),
     (1000, "out of range"),
     (-1, "out of range"),
     (True, "class name or index"),
@@ -99,9 +147,15 @@ def test_unknown_class_suggests(value, match):
         resolve({"dream": {"dream_class": value}})
 
 
-def test_missing_guide_is_an_input_error(tmp_path):
+def test_a_guide_is_checked_where_it_is_used_not_by_the_config(tmp_path):
+    """Validating a config reads no file: a guide that is not there is found missing where it is used (the CLI
+    before any framework import: test_cli_bad_direction_fails_fast; the dreamer), with one clear line."""
+    missing = str(tmp_path / "nope.png")
+    assert resolve({"dream": {"guide": missing}}).dream.guide == missing
     with pytest.raises(InputError, match="guide image .*nope.png does not exist"):
-        resolve({"dream": {"guide": str(tmp_path / "nope.png")}})
+        targets.find_guide(missing)
+    with pytest.raises(ConfigError, match="dream.guide must be a path to an image file"):
+        resolve({"dream": {"guide": 3}})
     with pytest.raises(ConfigError, match="guide_weight must be a number from 0 to 1"):
         resolve({"dream": {"guide_weight": 1.5}})
 
@@ -458,7 +512,8 @@ def test_render_with_guide_and_class(tmp_path, media, dreamer, guide_file, rando
     assert diff > 0.2, diff
 
 
-@pytest.mark.parametrize("backend", ["jax", "torch"])
+@pytest.mark.parametrize("backend", [pytest.param("jax", marks=needs("jax")),
+                                     pytest.param("torch", marks=needs("torch"))])
 def test_cli_directed_dream_with_backend(backend, weights_path, guide_file, random_top, tmp_path):
     """Guide, class and lever end to end on another backend, in its own process (Keras fixes its backend)."""
     import importlib.util
@@ -499,10 +554,10 @@ def test_class_names_and_guides_ship_inside_the_wheel(tmp_path):
     with zipfile.ZipFile(wheel) as zf:
         zf.extractall(tmp_path / "site")
     probe = ("from dreamvid import targets; print(targets.class_names()[281]); "
-             "print(targets.find_guide('guides/tabby.jpg'))")
+             "print(targets.find_guide('guides/tabby.jpg')); print(targets.class_index('tabby'))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path, timeout=60,
                          env={"PYTHONPATH": str(tmp_path / "site"), "HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr[-2000:]
-    name, guide = out.stdout.splitlines()[:2]
-    assert name == "tabby cat"
+    name, guide, tabby = out.stdout.splitlines()[:3]
+    assert name == "tabby cat" and tabby == str(TABBY)  # the synonyms ship too
     assert guide == str(tmp_path / "site" / "dreamvid" / "presets_data" / "guides" / "tabby.jpg")

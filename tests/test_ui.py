@@ -11,11 +11,11 @@ measured preview latencies as JSON.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -30,7 +30,7 @@ from dreamvid import presets
 from dreamvid.config import resolve
 from dreamvid.errors import AudioError, ConfigError, InputError, OutputError, VideoError
 
-from .conftest import EXAMPLES, REPO, WEIGHTS_FILE, write_rgb
+from .conftest import EXAMPLES, REPO, WEIGHTS_FILE, chromedriver_path, chromium_path, needs, part_missing, write_rgb
 
 ui = pytest.importorskip("dreamvid.ui")
 
@@ -70,6 +70,7 @@ def test_ui_bad_port_and_preset_are_one_line():
         assert res.exit_code == 2 and "did you mean 'lysergic'" in res.output
 
 
+@needs("ui")
 @pytest.mark.skipif(importlib.util.find_spec("gradio") is None, reason="gradio is not installed: `dreamvid ui` "
                     "refuses with that first (pip install \"dreamvid[ui]\")")
 def test_ui_refuses_bad_weights_before_importing_gradio_or_a_framework(tmp_path):
@@ -80,6 +81,8 @@ def test_ui_refuses_bad_weights_before_importing_gradio_or_a_framework(tmp_path)
                                           cwd=tmp_path)
     assert_fails_fast(proc, elapsed, imported, r"notweights\.h5")
     assert not (tmp_path / "dreamvid-ui").exists()  # refused before the working folder was made
+    proc, elapsed, imported = run_process("ui", "--host", "0.0.0.0", "--port", _free_port(), cwd=tmp_path)
+    assert_fails_fast(proc, elapsed, imported, r"--host 0\.0\.0\.0 opens the page to the network: .* --auth USER:PASS")
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -90,13 +93,13 @@ def test_ui_refuses_bad_weights_before_importing_gradio_or_a_framework(tmp_path)
 
 @pytest.mark.parametrize("name", sorted(presets.available()))
 def test_every_preset_survives_toml(name):
-    """to_toml writes what config.resolve reads back to the same Config ([audio.layers] inline tables too)."""
+    """The preset writer writes what config.resolve reads back to the same Config ([audio.layers] tables too)."""
     from dreamvid.config import tomllib
 
     cfg = resolve(presets.load(name), preset=name)
     table = cfg.to_dict()
     table.pop("preset")
-    again = resolve(tomllib.loads(ui.to_toml(table)), preset=name)
+    again = resolve(tomllib.loads(ui.preset_text(table, header="a comment")), preset=name)
     assert again == cfg
 
 
@@ -104,7 +107,7 @@ def test_toml_strings_are_escaped():
     from dreamvid.config import tomllib
 
     table = {"description": 'quote " back\\slash \x7f tab\t ünï 😀\nnew line', "dream": {"steps": 3, "seed": 0}}
-    assert tomllib.loads(ui.to_toml(table)) == table
+    assert tomllib.loads(ui.preset_text(table)) == table
 
 
 @pytest.fixture
@@ -156,7 +159,7 @@ def test_save_preset_is_read_unchanged_by_the_cli(studio, tmp_path):
         with pytest.raises(ConfigError):
             studio.save_preset(bad)
     assert sorted(p.name for p in (studio.workdir / "presets").iterdir()) == ["my-dream.toml"]
-    assert (str(path)) in [v for _, v in studio.preset_choices()]
+    assert str(path) in [v for _, v in studio.presets.choices(studio.preset)]
 
 
 def _umask() -> int:
@@ -176,7 +179,7 @@ def test_uploads_are_checked_like_cli_inputs(studio, tmp_path):
     with pytest.raises(VideoError):
         studio.load_clip(junk / "clip.mp4")
     with pytest.raises(AudioError):
-        studio.load_song(junk / "song.wav")
+        studio.inputs.load_song(junk / "song.wav")
     with pytest.raises(InputError, match="not a readable image"):
         studio.load_still(junk / "pic.png")
     with pytest.raises(InputError, match="not a video clip this app takes"):
@@ -187,9 +190,9 @@ def test_uploads_are_checked_like_cli_inputs(studio, tmp_path):
     with pytest.raises(InputError, match="over this app's limit"):
         small.load_clip(EXAMPLES / "bigbuckbunny.mp4")
     assert list((studio.workdir / "inputs").iterdir()) == []  # a rejected upload leaves nothing
-    assert studio.clip is None and studio.song is None and studio.still is None
+    assert studio.inputs.clip is None and studio.inputs.song is None and studio.inputs.still is None
     msg = studio.load_clip(EXAMPLES / "bigbuckbunny.mp4")
-    assert "132 frames" in msg and studio.clip.parent == studio.workdir / "inputs"
+    assert "132 frames" in msg and studio.inputs.clip.parent == studio.workdir / "inputs"
     assert studio.load_clip(EXAMPLES / "bigbuckbunny.mp4") and len(list((studio.workdir / "inputs").iterdir())) == 1
     with pytest.raises(InputError, match="load a clip"):
         ui.Studio(tmp_path / "wd3").start_strip()
@@ -197,20 +200,21 @@ def test_uploads_are_checked_like_cli_inputs(studio, tmp_path):
 
 def test_scrubbing_forward_reads_on_and_gives_the_exact_frames(studio):
     from dreamvid import video
+    from dreamvid.ui.preview import Decoder
 
     studio.load_clip(EXAMPLES / "bigbuckbunny.mp4")
-    info = studio.info
+    clip, info = studio.inputs.clip, studio.inputs.info
     size = video.output_size(info.width, info.height, ui.PREVIEW_SIDE)
-    seen = []
-    for k in (10, 12, 13, 5, 60):
-        got = studio._read_frame(k)
-        want = next(iter(video.iter_frames(studio.clip, first=k, count=1, size=size, info=info)))
+    decoder, seen = Decoder(), []
+    for k in (10, 12, 13, 13, 5, 60):
+        got = decoder.read(clip, info, size, k)
+        want = next(iter(video.iter_frames(clip, first=k, count=1, size=size, info=info)))
         assert np.array_equal(got, want), k
-        seen.append(studio._reader[2])  # (kept: a closed decoder's id cannot be re-used meanwhile)
-    assert seen[0] is seen[1] is seen[2]  # 12 and 13 read on in the decoder that gave 10
-    assert len({id(r) for r in seen[2:]}) == 3  # back to 5: a new decoder; 60 is far ahead of 6: another
-    studio._close_reader()
-    assert studio._reader is None
+        seen.append(decoder.frames)  # (kept: a closed decoder's id cannot be re-used meanwhile)
+    assert seen[0] is seen[1] is seen[2] is seen[3]  # 12 and 13 read on in the decoder that gave 10; 13 again: kept
+    assert len({id(r) for r in seen[3:]}) == 3  # back to 5: a new decoder; 60 is far ahead of 6: another
+    decoder.close()
+    assert decoder.frames is None
 
 
 def test_plot_marks_the_frame(tmp_path):
@@ -268,7 +272,7 @@ class _Watched:
     def __getattr__(self, name):
         return getattr(self.dreamer, name)
 
-    def dream_float(self, x, params, **kw):
+    def _counted(self, dream, x, params, kw):
         callback, self.running = kw.get("callback"), [0]
         count = self.running
 
@@ -278,9 +282,15 @@ class _Watched:
                 callback(info)
 
         try:
-            return self.dreamer.dream_float(x, params, **{**kw, "callback": step})
+            return dream(x, params, **{**kw, "callback": step})
         finally:
             self.dreams.append((params.octaves * params.steps, count[0]))
+
+    def dream_float(self, x, params, **kw):
+        return self._counted(self.dreamer.dream_float, x, params, kw)
+
+    def dream(self, image, params, **kw):
+        return self._counted(self.dreamer.dream, image, params, kw)
 
 
 @pytest.mark.skipif(WEIGHTS_FILE is None, reason="trained weights not available: set DREAMVID_WEIGHTS")
@@ -307,9 +317,9 @@ def test_preview_shows_the_frame_as_the_camera_moved_it(tmp_path, dreamer):
 
     studio = ui.Studio(tmp_path / "wd", dreamer=dreamer).start()
     studio.load_clip(EXAMPLES / "bigbuckbunny.mp4")
-    info = studio.info
+    info = studio.inputs.info
     size = video.output_size(info.width, info.height, ui.PREVIEW_SIDE)
-    raw = next(iter(video.iter_frames(studio.clip, first=30, count=1, size=size, info=info)))
+    raw = next(iter(video.iter_frames(studio.inputs.clip, first=30, count=1, size=size, info=info)))
     tiny = {"octaves": 1, "steps": 1}
     for preset, moved in (("thumbnail", False), ("zoom-tunnel", True)):
         studio.set_preset(preset)
@@ -356,15 +366,207 @@ def test_an_interrupted_render_resumes_in_a_new_app(tmp_path, dreamer):
         time.sleep(0.02)
     assert first.stop()
     assert finish(job).status == "stopped", job.message
-    assert first.resumable() == [{"name": job.output.stem, "done": job.done, "total": 10}]
+    assert first.jobs.resumable() == [{"name": job.output.stem, "done": job.done, "total": 10}]
     second = ui.Studio(tmp_path / "wd", dreamer=dreamer).start()  # the app restarted: default settings
-    assert second.settings["steps"] != 1 and second.resumable()[0]["name"] == job.output.stem
+    assert second.settings["steps"] != 1 and second.jobs.resumable()[0]["name"] == job.output.stem
     with pytest.raises(InputError, match="no interrupted render named"):
-        second.resume("nothing-here")
-    again = finish(second.resume(job.output.stem))
+        second.jobs.resume("nothing-here")
+    again = finish(second.jobs.resume(job.output.stem))
     assert again.status == "done", again.message
     assert again.report["frames"] == 10 and again.report["resumed_at_frames"] == [job.done]
-    assert again.report["config"]["dream"]["steps"] == 1 and second.resumable() == []
+    assert again.report["config"]["dream"]["steps"] == 1 and second.jobs.resumable() == []
+
+
+def _finish(job, timeout: float = 120.0):
+    deadline = time.monotonic() + timeout
+    while job.active and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return job
+
+
+# odyssey's scheduled strength and layer weights, a [motion] camera and a song: everything on the film's clock
+_FILM_PRESET = """
+description = "odyssey's schedules, a camera and a song, tiny"
+[dream]
+layers = "mixed3:{0%:1.2, 100%:~0.2}, mixed4:{0%:0.2, 100%:~1.0}"
+octaves = 1
+steps = 2
+step_size = "0%:0.012, 100%:~0.03"
+jitter = 8
+[video]
+strength = "0%:3, 100%:~6"   # odyssey's 10 -> 20, scaled to this tiny dream (the governor stays within its gains)
+[motion]
+zoom = "1.004 + 0.01*energy"
+rotate = 0.3
+[audio]
+drive = "energy"
+step = [0.6, 1.4]
+pulse = "onset"
+pulse_zoom = 0.03
+pulse_decay = 0.12
+strength = [0.6, 1.3]
+"""
+
+
+@pytest.mark.skipif(WEIGHTS_FILE is None, reason="trained weights not available: set DREAMVID_WEIGHTS")
+def test_preview_and_strip_are_the_renders_frames(tmp_path, dreamer):
+    """The preview of frame k is frame k of a render of the range k..k+n (as batch renders a chunk), and the strip
+    is that range: scheduled strength and layers, the camera and the song on the whole film's clock."""
+    from dreamvid.pipeline import RenderOptions, film_schedule, render, report_path_for
+    from dreamvid.video import iter_frames, probe
+
+    from .media import make_clip, make_song
+
+    fps, k, n = 24.0, 30, 3
+    studio = ui.Studio(tmp_path / "wd", dreamer=dreamer).start()
+    studio.load_clip(make_clip(tmp_path / "pan.mp4", n=40, size=(96, 64), fps=fps))
+    studio.inputs.load_song(make_song(tmp_path / "song.wav", 2.0, kind="beats"))
+    (tmp_path / "film.toml").write_text(_FILM_PRESET)
+    studio.set_preset(str(tmp_path / "film.toml"))
+    r = studio.wait_preview(studio.request_preview(k, {}), timeout=120)
+    assert r is not None and not r.error, r and r.message
+
+    cfg, clip, song = studio.config(), studio.inputs.clip, studio.inputs.song
+    chunk = RenderOptions(input=clip, output=tmp_path / "chunk.mp4", song=song, frames=(k, n),
+                          max_side=ui.PREVIEW_SIDE, crf=20, x264_preset="veryfast")
+    fp = film_schedule(chunk, cfg, fps, 40)[0].frame(k)
+    assert fp.target > 1.3 * cfg.video.strength * fp.strength  # the strength the preview used to dream frame k at
+    frames = {}
+    render(chunk, cfg, dreamer, on_output=lambda j, out: frames.__setitem__(j, out.copy()))
+    assert sorted(frames) == list(range(n))
+    assert np.array_equal(r.image, frames[0])  # the preview is the render's frame k, to the bit
+    strength = np.abs(r.image.astype(int) - r.source.astype(int)).mean()
+    assert abs(strength - fp.target) < 0.1 * fp.target, (strength, fp.target)  # the governor met the schedule
+
+    job = _finish(studio.start_strip(n / fps))
+    assert job.status == "done", job.message
+    strip, want = list(iter_frames(job.output)), list(iter_frames(chunk.output))
+    assert len(strip) == n and all(np.array_equal(a, b) for a, b in zip(strip, want))  # the same frames, encoded alike
+    for j, a in enumerate(strip):  # each is frame k + j of the range, to the encoder's loss (crf 20: ~5 grey levels)
+        off = [np.abs(a.astype(int) - frames[i].astype(int)).mean() for i in range(n)]
+        assert off[j] < 8 and off[j] == min(off), (j, off)
+    report = json.loads(report_path_for(job.output).read_text())
+    assert report["chunk"]["offset"] == k and report["song"] == str(song)  # the whole song, heard from frame k
+    assert probe(job.output).has_audio and not list(studio.workdir.glob("strips/*.wav"))
+
+
+@pytest.mark.skipif(WEIGHTS_FILE is None, reason="trained weights not available: set DREAMVID_WEIGHTS")
+@pytest.mark.parametrize("name", ["VID_20240612_183012_HDR_stabilized_final.mp4", "-x.mp4"])
+def test_every_render_the_page_names_can_be_resumed(tmp_path, dreamer, name):
+    from .media import make_clip
+
+    studio = ui.Studio(tmp_path / "wd", dreamer=dreamer).start()
+    studio.set_preset("lysergic")
+    studio.load_clip(make_clip(tmp_path / name, n=24, size=(64, 48)))
+    studio.request_preview(0, {"octaves": 1, "steps": 1})
+    job = studio.start_render(max_side=64)
+    deadline = time.monotonic() + 60
+    while job.done < 1 and job.active and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert studio.stop() and _finish(job).status == "stopped", job.message
+    assert ui.names.NAME_RE.fullmatch(job.output.stem) and "lysergic" in job.output.stem
+    assert [r["name"] for r in studio.jobs.resumable()] == [job.output.stem]
+    again = _finish(studio.jobs.resume(job.output.stem))
+    assert again.status == "done" and again.report["frames"] == 24, again.message
+
+
+def test_render_names_obey_the_rule_resume_takes():
+    import datetime as dt
+
+    when = dt.datetime(2024, 6, 12, 18, 30, 12)
+    for stem, preset in (("VID_20240612_183012_HDR_stabilized_final", "lysergic"), ("-x", "a" * 80),
+                         ("..", "../evil"), ("ünï côdé", "my preset"), ("", "")):
+        name = ui.names.render_name(stem, preset, when)
+        assert ui.names.NAME_RE.fullmatch(name) and name.endswith("-20240612-183012"), name
+    assert ui.names.render_name("VID_20240612_183012_HDR_stabilized_final", "lysergic", when).startswith("VID_2024")
+
+
+def test_render_options_are_checked_in_one_place(studio):
+    """The page's render fields go through RenderOptions' own checks: one line, no job started."""
+    from dreamvid.options import OptionError
+
+    studio.load_clip(EXAMPLES / "bigbuckbunny.mp4")
+    for kw, line in (({"crf": 60}, "crf must be from 0 to 51, got 60"),
+                     ({"max_side": 8}, "max-side must be at least 16, got 8"),
+                     ({"start": -1.0}, "start must be a number of seconds >= 0, got -1.0"),
+                     ({"duration": 0.0}, "duration must be above 0 seconds, got 0.0")):
+        with pytest.raises(OptionError) as e:
+            studio.start_render(**kw)
+        assert studio.one_line(e.value) == line
+    assert studio.job is None and list((studio.workdir / "renders").iterdir()) == []
+
+
+def _ui_cli(*args, home: Path):
+    """``dreamvid ui ARGS`` refused: its one line. (Its port is taken: were it not refused, it could not serve.)"""
+    from typer.testing import CliRunner
+
+    from dreamvid.cli import app
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        res = CliRunner().invoke(app, ["ui", "--port", taken.getsockname()[1], *map(str, args)],
+                                 env={"HOME": str(home)})
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert res.exit_code == 2 and len(lines) == 1, res.output
+    return lines[0]
+
+
+def test_ui_refuses_an_open_page_without_a_login_and_a_workdir_not_its_own(tmp_path):
+    """Each refusal is one line, before anything is made or served."""
+    home = tmp_path / "home"
+    (home / "photos").mkdir(parents=True)
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pyproject.toml").write_text("[project]\n")
+    (project / ".git").mkdir()
+    for args, want in (
+        (["--share"], "--share makes a public link: give the page a login with --auth USER:PASS"),
+        (["--host", "0.0.0.0"], "--host 0.0.0.0 opens the page to the network: give the page a login with --auth"),
+        (["--host", "0.0.0.0", "--auth", "nopassword"], "--auth takes USER:PASS"),
+        (["--workdir", home], "is your home folder"),
+        (["--workdir", "/"], "is the root folder"),
+        (["--workdir", home.parent], "is a folder above your home folder"),
+        (["--workdir", project], "is a project folder (it holds .git)"),
+        (["--workdir", home / "photos" / ".."], "is your home folder"),
+    ):
+        assert want in _ui_cli(*args, home=home), args
+    (home / "notes.txt").write_text("mine")
+    assert "a folder of other files (it holds notes.txt and 1 more)" in _ui_cli("--workdir", home / "photos" / "..", home=tmp_path)
+    assert ui.check_workdir(tmp_path / "new") == tmp_path / "new" and not (tmp_path / "new").exists()
+    assert ui.check_access(host="localhost", share=False, auth=None) is None
+    assert ui.check_access(host="0.0.0.0", share=False, auth="me:a:b") == ("me", "a:b")
+
+
+@needs("ui")
+@pytest.mark.skipif(part_missing("ui") is not None, reason=part_missing("ui") or "")
+def test_the_server_hands_out_only_what_the_page_shows(tmp_path):
+    """A real `dreamvid ui` with a login: a file in its working folder that the page does not show is refused by
+    gradio's file route (it was served before), one it shows is served, and nothing without the login."""
+    import requests
+
+    run = tmp_path / "run"
+    run.mkdir()
+    port = _free_port()
+    env = {**os.environ, "HOME": str(tmp_path), "PYTHONPATH": str(REPO), "MPLCONFIGDIR": str(tmp_path / ".mpl")}
+    env.pop("GRADIO_TEMP_DIR", None)
+    with _ui_process(run, env, tmp_path / "app.log", "--port", port, "--workdir", "wd", "--weights", "random",
+                     "--auth", "dv:s3cret"):
+        wd, url = run / "wd", f"http://127.0.0.1:{port}"
+        files = {"shown": wd / "renders" / "shown.mp4", "notes": wd / "notes.txt", "log": wd / "ui.log",
+                 "preset": wd / "presets" / "mine.toml", "cache": wd / "cache" / "other.png",
+                 "outside": run / "outside.txt"}
+        for p in files.values():
+            p.write_bytes(b"some bytes")
+
+        def get(session, what):
+            return session.get(f"{url}/gradio_api/file={files[what]}", timeout=30).status_code
+
+        assert get(requests.Session(), "shown") in (401, 403)  # no login: nothing
+        session = requests.Session()
+        assert session.post(f"{url}/login", data={"username": "dv", "password": "s3cret"}, timeout=30).ok
+        assert get(session, "shown") == 200
+        assert {w: get(session, w) for w in files if w != "shown"} == {w: 403 for w in files if w != "shown"}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -372,23 +574,12 @@ def test_an_interrupted_render_resumes_in_a_new_app(tmp_path, dreamer):
 
 
 def _browser_missing() -> str | None:
-    for mod in ("gradio", "selenium"):
-        if importlib.util.find_spec(mod) is None:
-            return f"{mod} is not installed (pip install \"dreamvid[ui]\" selenium)"
-    if _chromium() is None or _chromedriver() is None:
-        return "chromium and chromedriver are not installed (apt-get install chromium chromium-driver)"
+    missing = part_missing("browser")
+    if missing is not None:
+        return f"{missing} (pip install \"dreamvid[ui]\" selenium; apt-get install chromium chromium-driver)"
     if WEIGHTS_FILE is None:
         return "trained weights not available: set DREAMVID_WEIGHTS"
     return None
-
-
-def _chromium() -> str | None:
-    return next((p for p in (shutil.which("chromium"), shutil.which("chromium-browser"),
-                             shutil.which("google-chrome")) if p), None)
-
-
-def _chromedriver() -> str | None:
-    return shutil.which("chromedriver")
 
 
 def _free_port() -> int:
@@ -409,9 +600,18 @@ def app_server(tmp_path):
            "MPLCONFIGDIR": str(home / ".mpl"), "DREAMVID_CACHE": str(home / ".dreamvid-cache")}
     for var in ("GRADIO_TEMP_DIR", "DREAMVID_PRESETS"):
         env.pop(var, None)
-    log = open(tmp_path / "app.log", "w+")  # noqa: SIM115 - the server writes it until the fixture ends
-    proc = subprocess.Popen([sys.executable, "-m", "dreamvid", "ui", "--port", str(port), "--workdir", "wd",
-                             "--preset", "thumbnail"], cwd=run, env=env, stdout=log, stderr=subprocess.STDOUT)
+    with _ui_process(run, env, tmp_path / "app.log", "--port", port, "--workdir", "wd", "--preset", "thumbnail") as proc:
+        yield {"url": f"http://127.0.0.1:{port}/", "run": run, "home": home, "workdir": run / "wd", "proc": proc,
+               "log": tmp_path / "app.log"}
+
+
+@contextlib.contextmanager
+def _ui_process(cwd: Path, env: dict, log_path: Path, *args):
+    """``python -m dreamvid ui ARGS`` in a subprocess in ``cwd``, output in ``log_path``: yields the process once it
+    serves, and ends it after."""
+    log = open(log_path, "w+")  # noqa: SIM115 - the server writes it until the end
+    proc = subprocess.Popen([sys.executable, "-m", "dreamvid", "ui", *map(str, args)], cwd=cwd, env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
@@ -424,8 +624,7 @@ def app_server(tmp_path):
             time.sleep(0.2)
         else:
             pytest.fail("dreamvid ui did not start within 180 s")
-        yield {"url": f"http://127.0.0.1:{port}/", "run": run, "home": home, "workdir": run / "wd", "proc": proc,
-               "log": tmp_path / "app.log"}
+        yield proc
     finally:
         proc.send_signal(signal.SIGTERM)  # (SIGINT is ignored by a process started in the background)
         try:
@@ -446,9 +645,9 @@ def browser():
     for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1400,2400",
               "--disable-extensions", "--no-first-run"):
         opts.add_argument(a)
-    opts.binary_location = _chromium()
+    opts.binary_location = chromium_path()
     try:
-        driver = webdriver.Chrome(options=opts, service=Service(_chromedriver()))
+        driver = webdriver.Chrome(options=opts, service=Service(chromedriver_path()))
     except Exception as e:  # noqa: BLE001 - a browser that cannot start here is a skip, with the reason
         pytest.skip(f"headless chromium does not start here: {str(e).splitlines()[0]}")
     driver.set_script_timeout(30)
@@ -515,6 +714,7 @@ def _set(driver, sel: str, value) -> None:
     driver.execute_script(_JS_SET, sel, value)
 
 
+@needs("browser")
 @pytest.mark.skipif(_browser_missing() is not None, reason=_browser_missing() or "")
 def test_page_in_a_real_browser(app_server, browser, tmp_path):
     from selenium.webdriver.common.by import By
@@ -639,15 +839,15 @@ def test_page_in_a_real_browser(app_server, browser, tmp_path):
     assert f"| frames | {report['frames']} |" in _text(d, "#measures").replace("\n", " ") or report["frames"] == 30
     assert report["config"]["dream"]["octaves"] == 1 and report["song"].endswith("groove.wav")
 
-    # a strip: a short coherent render from this frame at preview size, shown looping
+    # a strip: frames 40..45 of the render at preview size, shown looping
     _set(d, "#strip-seconds input[type=range]", 0.2)
     d.find_element(By.CSS_SELECTOR, "#strip-button").click()
     _wait("the strip", lambda: d.execute_script("const v = document.querySelector('#strip video'); "
                                                 "return v && v.getAttribute('src');"), timeout=120)
     assert d.execute_script("return document.querySelector('#strip video').loop;")
     strip = json.loads((app_server["workdir"] / "strips" / "strip.report.json").read_text())
-    assert strip["frames"] == 5 and strip["start_frame"] == 40 and max(strip["size"]) == 360
-    assert strip["song"].endswith("groove-from-1600ms.wav")  # the song where a whole render has it at frame 40
+    assert strip["frames"] == 5 and strip["chunk"]["offset"] == 40 and max(strip["size"]) == 360
+    assert strip["song"].endswith("groove.wav")  # the whole song, heard from frame 40 as a render of the clip has it
 
     # nothing was written outside the working folder (cwd and HOME are fresh folders)
     assert [p.name for p in app_server["run"].iterdir()] == ["wd"]

@@ -16,6 +16,7 @@ import sys
 import threading
 
 from ..errors import ConfigError, suggest
+from ..native import quiet_stderr
 
 BACKENDS = ("tensorflow", "jax", "torch")
 _ALIASES = {"tf": "tensorflow", "pytorch": "torch"}
@@ -48,26 +49,6 @@ def activate(name: str | None = None) -> str:
         return canon
     os.environ["KERAS_BACKEND"] = canon
     return canon
-
-
-@contextlib.contextmanager
-def _quiet_native_stderr():
-    """Hide the C++ start-up chatter TensorFlow writes straight to fd 2 at import (not silenced by env vars).
-
-    fd 2 is the whole process's: only the main thread swaps it, when no other thread can be writing (from another
-    thread, e.g. ``dreamvid ui``'s model loader, it would swallow the other threads' output, such as the URL line)."""
-    if os.environ.get("DREAMVID_DEBUG") or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 _EXTRAS = {"tensorflow": "tensorflow", "jax": "dreamvid[jax]", "torch": "dreamvid[torch]"}
@@ -125,7 +106,7 @@ def load(name: str | None = None):
     canon = check(name)
     canon = activate(canon)
     try:
-        with _quiet_native_stderr(), _without_unused_imports(canon):
+        with quiet_stderr(), _without_unused_imports(canon):
             return importlib.import_module(f"{__name__}.{canon}_backend")
     except ImportError as e:
         if (e.name or "").partition(".")[0] in _HIDDEN_DURING_IMPORT.get(canon, ()):

@@ -8,29 +8,26 @@ Besides the per-batch step of the contract, this backend offers :func:`make_octa
 (roll, tiled gradient, normalised step, clip, for every step) compiled into one XLA program that stays on the
 accelerator. The host loop in :class:`dreamvid.dream.Dreamer` copies the image to and from the device and does
 the roll/normalise/clip in numpy at every step; on a GPU at 1080p that host work costs more than the network.
+And :func:`make_frame` / :func:`stage`: a whole video frame in one program (:mod:`.jax_frame`).
+
+The pieces this module and :mod:`.jax_frame` share (the loss over the model's outputs, its variables, the
+compilation cache) live in :mod:`.jax_common`, below both.
 """
 
 from __future__ import annotations
 
 import functools
-import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ..dream.tiles import tile_plan
-from ..model import as_keras, cache_dir
+from ..model import as_keras
+from .jax_common import losses_fn, variables
+from .jax_frame import make_frame, stage  # noqa: F401  (the backend contract: the one-program frame)
 
 name = "jax"
-
-# Compiled programs persist between runs (one InceptionV3 step at 1080p takes seconds to compile), in the
-# dreamvid cache folder unless the user set JAX's own option.
-if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
-    try:
-        jax.config.update("jax_compilation_cache_dir", str(cache_dir() / "jax"))
-    except Exception:  # an older JAX without the option: compile every run
-        pass
 
 
 def has_gpu() -> bool:
@@ -42,48 +39,15 @@ def _use_jit(jit) -> bool:
     return True if jit == "auto" else bool(jit)
 
 
-def _match(act, target):
-    """``mean_p max_k <act[p], target[k]>`` per tile: act (B, h, w, C), target (K, C) -> (B,)."""
-    scores = jnp.einsum("bpc,kc->bpk", act.reshape(act.shape[0], -1, act.shape[-1]), target)
-    return jnp.mean(jnp.max(scores, axis=-1), axis=1)
-
-
-def _losses_fn(model, channels):
-    """(tiles, weights, trainable, non_trainable, targets=()) -> per-tile losses (B,), float32. Outputs past
-    ``channels`` are match terms (guide, class), one per target."""
-    chans = [np.asarray(c, np.int32) if c else None for c in channels]
-
-    def losses(tiles, weights, tv, ntv, targets=()):
-        acts, _ = model.stateless_call(tv, ntv, tiles, training=False)
-        if not isinstance(acts, (list, tuple)):
-            acts = [acts]
-        total = 0.0
-        for i, act in enumerate(acts):
-            act = act.astype(jnp.float32)
-            if i >= len(chans):
-                total = total + weights[i] * _match(act, targets[i - len(chans)])
-                continue
-            if chans[i] is not None:
-                act = jnp.take(act, chans[i], axis=-1)
-            total = total + weights[i] * jnp.mean(act, axis=(1, 2, 3))
-        return total
-
-    return losses
-
-
-def _variables(model):
-    return ([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables])
-
-
 def _grad_fn(model, channels):
     """``(grad, trainable, non_trainable)``: ``grad(tiles, weights, tv, ntv) -> (d sum(losses)/d tiles, losses)``."""
-    losses_of = _losses_fn(model, channels)
+    losses_of = losses_fn(model, channels)
 
     def total(tiles, weights, tv, ntv, targets=()):
         losses = losses_of(tiles, weights, tv, ntv, targets)
         return jnp.sum(losses), losses
 
-    return (jax.grad(total, has_aux=True), *_variables(model))
+    return (jax.grad(total, has_aux=True), *variables(model))
 
 
 def make_step(model, *, channels, matches: int = 0, precision: str = "fp32", jit: str | bool = "auto"):
@@ -106,7 +70,7 @@ def make_step(model, *, channels, matches: int = 0, precision: str = "fp32", jit
 def make_forward(model, *, precision: str = "fp32", jit: str | bool = "auto"):
     """``forward(tiles (B, H, W, 3)) -> [float32 activation (B, h, w, C) per output of model]``."""
     keras_model = as_keras(model)
-    tv, ntv = _variables(keras_model)
+    tv, ntv = variables(keras_model)
 
     def forward(tiles, tv, ntv):
         acts, _ = keras_model.stateless_call(tv, ntv, tiles, training=False)
@@ -179,20 +143,6 @@ def make_octave(model, *, channels, precision: str = "fp32", jit: str | bool = "
 
     octave.program = program  # (H, W) -> (jitted step, its constant arguments): for tests and benchmarks
     return octave
-
-
-def make_frame(model, **kwargs):
-    """One compiled program per video frame: coherence, every octave and step, the governor (``jax_frame``)."""
-    from .jax_frame import make_frame as build
-
-    return build(model, **kwargs)
-
-
-def stage(*arrays) -> None:
-    """Start copying host arrays to the device for a coming frame program (``jax_frame.stage``)."""
-    from .jax_frame import stage as start
-
-    start(*arrays)
 
 
 def to_host(x) -> np.ndarray:

@@ -39,7 +39,7 @@ from jax import lax
 
 from ..dream.tiles import tile_plan
 from ..model import as_keras
-from .jax_backend import _losses_fn, _variables
+from .jax_common import losses_fn, variables
 
 _HI = lax.Precision.HIGHEST  # resize products in full float32 (a GPU would otherwise use TF32)
 
@@ -285,8 +285,8 @@ class FrameRunner:
 
     def __init__(self, model, *, channels, tile: int = 512, overlap: int = 64, batch: int = 4):
         model = as_keras(model)
-        self._losses = _losses_fn(model, channels)
-        self.variables = _variables(model)
+        self._losses = losses_fn(model, channels)
+        self.variables = variables(model)
         self.n_layers = len(channels)
         self.tile, self.overlap, self.batch = int(tile), int(overlap), max(1, int(batch))
         self._programs: dict[FrameSpec, object] = {}

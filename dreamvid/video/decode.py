@@ -31,8 +31,9 @@ Orientation. A rotation tag (display matrix, or the legacy ``rotate`` tag) is ap
 own autorotation is switched off and the matching ``transpose`` is put into the filter chain, so
 :attr:`VideoInfo.width`/``height`` (the upright size) and the frames come from the same parsed angle.
 
-Colour. YUV is converted with the matrix the stream is tagged with (BT.601 when untagged); 10-bit and
-12-bit streams come out as 8-bit RGB. HDR streams (PQ ``smpte2084`` or HLG ``arib-std-b67``) are
+Colour. YUV is converted with the matrix the stream is tagged with. An untagged stream is taken as players
+take it: BT.709 when it is HD (at least 1280 wide or 720 high), BT.601 when it is smaller. 10-bit and 12-bit
+streams come out as 8-bit RGB. HDR streams (PQ ``smpte2084`` or HLG ``arib-std-b67``) are
 tone-mapped to BT.709 SDR (``zscale`` to linear light with a 203-nit reference white, BT.709 primaries,
 ``tonemap=mobius``); when the bundled ffmpeg lacks ``zscale`` they are decoded as they are and a warning
 says so.
@@ -155,6 +156,9 @@ class VideoInfo:
         The stream's pixel format as ffmpeg names it (``"yuv420p"``, ``"yuv420p10le"``, ...).
     color_transfer : str
         The stream's transfer characteristic tag (``"bt709"``, ``"smpte2084"``, ...); ``""`` when untagged.
+    color_matrix : str
+        The stream's YUV matrix tag (``"bt709"``, ``"bt470bg"``, ...); ``""`` when untagged (then decoded as BT.709
+        when HD, at least 1280 wide or 720 high, else as BT.601).
     hdr : bool
         Whether the transfer is HDR (PQ or HLG); such frames are tone-mapped to SDR when decoded.
     """
@@ -172,6 +176,7 @@ class VideoInfo:
     pixel_format: str = ""
     color_transfer: str = ""
     hdr: bool = False
+    color_matrix: str = ""
     #: For decoding: the exact frame rate (``Fraction``), the time of the first frame on ffmpeg's clock and of
     #: the last source frame after the first (seconds).
     rate: Fraction | None = None
@@ -217,6 +222,7 @@ class _Stream:
     height: int
     pixel_format: str
     transfer: str
+    matrix: str  # the YUV matrix tag (ffmpeg's colorspace name, "bt709", "bt470bg", ...), "" when untagged
     rotation: int  # clockwise degrees, a multiple of 90
     rates: tuple[float, ...]  # the listing's "fps" (average) and "tbr", where given
 
@@ -246,13 +252,14 @@ def _video_stream(listing: str) -> _Stream | None:
         block_text = "\n".join(block)
         pix = _PIX_RE.match(rest)
         pixel_format = pix.group("pix") if pix else ""
-        transfer = ""
+        transfer = matrix = ""
         if pix and pix.group("props"):
             for token in (t.strip() for t in pix.group("props").split(",")):
-                if token.count("/") == 2:
-                    transfer = token.split("/")[2]
-                elif token.startswith(("bt", "smpte", "arib", "iec")):
-                    transfer = token  # one name: matrix, primaries and transfer agree
+                if token.count("/") == 2:  # matrix/primaries/transfer
+                    matrix, _, transfer = token.split("/")
+                elif token.startswith(("bt", "smpte", "arib", "iec", "fcc", "ycgco", "chroma")):
+                    matrix = transfer = token  # one name: matrix, primaries and transfer agree
+        matrix = "" if matrix == "unknown" else matrix
         size = _SIZE_RE.search(rest[pix.end() :] if pix else rest)
         width = height = 0
         if size:
@@ -271,7 +278,7 @@ def _video_stream(listing: str) -> _Stream | None:
             if tag:  # the legacy tag: clockwise degrees
                 rotation = float(tag.group(1))
         rotation = int(round(rotation / 90.0)) * 90 % 360
-        return _Stream(width, height, pixel_format, transfer, rotation, tuple(rates))
+        return _Stream(width, height, pixel_format, transfer, matrix, rotation, tuple(rates))
     return None
 
 
@@ -471,6 +478,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         pixel_format=stream.pixel_format,
         color_transfer=stream.transfer,
         hdr=stream.transfer in HDR_TRANSFERS,
+        color_matrix=stream.matrix,
         rate=rate,
         start=timing.start,
         last=timing.last,
@@ -579,8 +587,17 @@ def _filters(info: VideoInfo, first: int, count: int, size: tuple[int, int], ton
         chain.append(_TONEMAP)
     if info.rotation:
         chain.append(_TRANSPOSE[info.rotation])
-    chain.append(f"scale={size[0]}:{size[1]}:flags=area+accurate_rnd+full_chroma_int,format=rgb24")
+    chain.append(f"scale={size[0]}:{size[1]}:flags=area+accurate_rnd+full_chroma_int{_untagged(info)},format=rgb24")
     return ",".join(chain)
+
+
+def _untagged(info: VideoInfo) -> str:
+    """The scale filter's matrix for a stream without a matrix tag, as players choose it: BT.709 for HD (stored at
+    least 1280 wide or 720 high), BT.601 below (swscale's own guess is always BT.601). "" when tagged."""
+    if info.color_matrix:
+        return ""
+    w, h = (info.height, info.width) if info.rotation in (90, 270) else (info.width, info.height)  # as stored
+    return f":in_color_matrix={'bt709' if w >= 1280 or h >= 720 else 'bt601'}"
 
 
 class _Stderr:

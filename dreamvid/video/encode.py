@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import AudioError, ConfigError, InputError, OutputError, VideoError, suggest
 from ..fsutil import atomic_output, check_output
-from .decode import ffmpeg_exe, ffmpeg_listing, ffmpeg_url, framecrc_packets
+from .decode import VideoInfo, ffmpeg_exe, ffmpeg_listing, ffmpeg_url, framecrc_packets, probe
 
 __all__ = [
     "FrameWriter",
@@ -41,6 +41,8 @@ __all__ = [
     "ffmpeg_url",
     "CONTAINERS",
     "X264_PRESETS",
+    "PIECE_CRF",
+    "piece_crf",
 ]
 
 #: Output containers that hold H.264 video with AAC sound (suffix -> muxer options).
@@ -73,6 +75,30 @@ X264_PRESETS = (
     "veryslow",
     "placebo",
 )
+
+#: The x264 crf of a piece: lossless. Each piece starts on a keyframe that rounds the picture afresh; a lossy piece's
+#: new rounding differs from where its predecessor's P-frames had drifted, and the final encode keeps that step.
+#: Measured (``benchmarks/joins.py``; a still dream of a photo with sensor noise, sigma 1, at 320 px, output crf 18):
+#: pieces at crf 6 showed 0.49 grey levels across a join against 0.22 for the 99th percentile of other pairs, at crf 2
+#: 0.19 against 0.18, lossless 0.07 against 0.09 (with lossless pieces the final encode sees exactly the dreamed
+#: frames, so no join can show). The cost is disk: about 50 KB a frame at 320x240 on moving footage (crf 6: 26,
+#: the old crf-18 segments: 7), i.e. about a fifth of the raw frames.
+PIECE_CRF = 0
+
+
+def piece_crf(crf: int) -> int:
+    """The x264 crf of a piece of an output encoded at ``crf``: lossless (:data:`PIECE_CRF`), whatever ``crf``."""
+    return PIECE_CRF
+
+
+def _check_x264(crf: int, preset: str) -> None:
+    if not 0 <= int(crf) <= 51:
+        raise ConfigError(f"crf {crf} is invalid: use 0 (lossless) to 51 (worst); 18 is visually lossless")
+    if preset not in X264_PRESETS:
+        raise ConfigError(
+            f"x264 preset '{preset}' is unknown{suggest(preset, X264_PRESETS)}; use one of "
+            + ", ".join(X264_PRESETS)
+        )
 
 
 def fps_fraction(fps: float | Fraction) -> Fraction:
@@ -203,6 +229,12 @@ class FrameWriter:
         x264 speed preset, ``"ultrafast"`` .. ``"veryslow"``.
     overwrite : bool
         Replace an existing ``path``; otherwise :class:`OutputError` is raised before anything runs.
+    piece : bool
+        The file is a piece of an output that :func:`concat` encodes once more, at this ``crf`` and
+        ``preset`` (``concat(pieces, out, crf=crf, preset=preset)``). The piece is written losslessly
+        (:func:`piece_crf`), so its own keyframe, which every separately encoded piece starts on, cannot show
+        through the final encode. Without it each piece's first frame re-rounds the picture from scratch, and a
+        still shot visibly changes at every join (``benchmarks/joins.py``).
 
     Attributes
     ----------
@@ -218,6 +250,7 @@ class FrameWriter:
         crf: int = 18,
         preset: str = "medium",
         overwrite: bool = False,
+        piece: bool = False,
     ) -> None:
         self.path = Path(path)
         self.fps = fps_fraction(fps)
@@ -231,13 +264,8 @@ class FrameWriter:
                 "use dreamvid.video.output_size() to pick one"
             )
         self.size = (w, h)
-        if not 0 <= int(crf) <= 51:
-            raise ConfigError(f"crf {crf} is invalid: use 0 (lossless) to 51 (worst); 18 is visually lossless")
-        if preset not in X264_PRESETS:
-            raise ConfigError(
-                f"x264 preset '{preset}' is unknown{suggest(preset, X264_PRESETS)}; use one of "
-                + ", ".join(X264_PRESETS)
-            )
+        _check_x264(crf, preset)
+        x264_crf = piece_crf(crf) if piece else int(crf)
         self.frames_written = 0
         self._closed = False
         self._stack = contextlib.ExitStack()
@@ -246,7 +274,7 @@ class FrameWriter:
         cmd = [
             ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
             "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-framerate", str(self.fps), "-i", "pipe:0",
-            "-an", *_BT709, "-c:v", "libx264", "-preset", preset, "-crf", str(int(crf)), "-pix_fmt", "yuv420p",
+            "-an", *_BT709, "-c:v", "libx264", "-preset", preset, "-crf", str(x264_crf), "-pix_fmt", "yuv420p",
             *CONTAINERS.get(self.path.suffix.lower(), []), ffmpeg_url(self._tmp),
         ]  # fmt: skip
         try:
@@ -343,16 +371,34 @@ def _check_input(path: str | os.PathLike, kind: str, error: type[InputError]) ->
     return path
 
 
-def concat(segments: Sequence[str | os.PathLike], out: str | os.PathLike, *, overwrite: bool = False) -> Path:
-    """Join MP4 segments written with the same settings, without re-encoding (concat demuxer, ``-c copy``).
+def concat(
+    segments: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    crf: int | None = None,
+    preset: str = "medium",
+    on_progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Join MP4 segments written with the same settings: their packets copied, or encoded once more at ``crf``.
 
-    The packets are copied unchanged; only their decode timestamps are rewritten into one even sequence.
-    x264 delays decoding by two frames (B-pyramid) once a segment has three frames, but not in a segment of one
-    or two, so a short last segment would decode two frames early. The concat demuxer keeps each segment's
-    own decode timestamps, which left a three-frame step at the join: the MP4's media duration (``mdhd``) grew
-    by two frames and players read a wrong frame rate (48 + 2 frames at 25 fps read 24.04 fps). Here the
-    decode timestamps become ``first + k / fps - delay``, with the largest delay of any segment, so each sample
-    lasts exactly one frame.
+    **Copied** (``crf`` None or 0; concat demuxer, ``-c copy``). The packets are copied unchanged; only their
+    decode timestamps are rewritten into one even sequence. x264 delays decoding by two frames (B-pyramid) once a
+    segment has three frames, but not in a segment of one or two, so a short last segment would decode two
+    frames early. The concat demuxer keeps each segment's own decode timestamps, which left a three-frame step
+    at the join: the MP4's media duration (``mdhd``) grew by two frames and players read a wrong frame rate
+    (48 + 2 frames at 25 fps read 24.04 fps). Here the decode timestamps become ``first + k / fps - delay``,
+    with the largest delay of any segment, so each sample lasts exactly one frame.
+
+    **Encoded once** (``crf`` 1..51; the segments written with ``FrameWriter(..., crf=crf, piece=True)``). Every
+    separately encoded segment starts on a keyframe that rounds the picture afresh, so a copied join shows on a
+    still shot: at crf 18 a still dream changes by 2-3 grey levels across each join against ~0.1 between other
+    frames. Here the segments are decoded in order and go through one x264 (``crf``, ``preset``), which puts
+    its keyframes where it would anyway (scene cuts, every 250 frames): a join is like any other pair of frames,
+    and the file is smaller (on a still shot about half the copied join's size). The pieces are finer than the
+    output (lossless, :func:`piece_crf`) so that their own joins do not show through. ``crf`` 0 copies: lossless segments
+    have no joins to hide. The same segments give the same bytes, so a resumed render publishes the file an
+    uninterrupted one does.
 
     Parameters
     ----------
@@ -360,6 +406,13 @@ def concat(segments: Sequence[str | os.PathLike], out: str | os.PathLike, *, ove
         In play order.
     out : path
         Written atomically.
+    overwrite : bool
+    crf : int or None
+        Encode once more at this x264 crf; None or 0 copies the packets.
+    preset : str
+        x264 speed preset of that encode (:data:`X264_PRESETS`).
+    on_progress : callable or None
+        While encoding, called now and then with ``(frames encoded, frames in all)``.
 
     Returns
     -------
@@ -368,6 +421,9 @@ def concat(segments: Sequence[str | os.PathLike], out: str | os.PathLike, *, ove
     """
     if not segments:
         raise InputError("no segments to join: render at least one segment first")
+    encode = crf is not None and int(crf) != 0
+    if encode:
+        _check_x264(crf, preset)
     paths = [_check_input(s, "segment", VideoError).resolve() for s in segments]
     out = check_output(out, overwrite=overwrite)
     with tempfile.TemporaryDirectory() as tmpdir:
@@ -376,15 +432,55 @@ def concat(segments: Sequence[str | os.PathLike], out: str | os.PathLike, *, ove
         listing.write_text("\n".join(lines) + "\n", encoding="utf-8")
         source = ["-f", "concat", "-safe", "0", "-i", ffmpeg_url(listing)]
         tb, packets = _packets(source, "0:v:0", what=f"reading the segments of {out}")
-        retime = _even_dts(tb, packets)
         with atomic_output(out, overwrite=overwrite) as tmp:
-            _run_ffmpeg(
-                ["-loglevel", "error", "-y", *source, "-map", "0", "-c", "copy",
-                 *(["-bsf:v", retime] if retime else []),
-                 *CONTAINERS.get(out.suffix.lower(), []), ffmpeg_url(tmp)],
-                what=f"joining segments into {out}",
-            )  # fmt: skip
+            if encode:
+                _run_encode(
+                    ["-loglevel", "error", "-y", *source, "-map", "0:v:0", "-an", *_BT709, "-c:v", "libx264",
+                     "-preset", preset, "-crf", str(int(crf)), "-pix_fmt", "yuv420p",
+                     *CONTAINERS.get(out.suffix.lower(), []), ffmpeg_url(tmp)],
+                    what=f"encoding the segments into {out}", total=len(packets), on_progress=on_progress,
+                )  # fmt: skip
+            else:
+                retime = _even_dts(tb, packets)
+                _run_ffmpeg(
+                    ["-loglevel", "error", "-y", *source, "-map", "0", "-c", "copy",
+                     *(["-bsf:v", retime] if retime else []),
+                     *CONTAINERS.get(out.suffix.lower(), []), ffmpeg_url(tmp)],
+                    what=f"joining segments into {out}",
+                )  # fmt: skip
     return out
+
+
+def _run_encode(
+    args: Sequence[str], *, what: str, total: int, on_progress: Callable[[int, int], None] | None
+) -> None:
+    """Run an ffmpeg encode to completion, reporting ``(frames done, total)`` from its ``-progress`` lines.
+
+    Raises :class:`OutputError` with ffmpeg's last line on failure; ffmpeg is killed if ``on_progress`` raises.
+    """
+    with tempfile.TemporaryFile() as log:
+        try:
+            proc = subprocess.Popen(
+                [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-progress", "pipe:1", *args],
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
+            )  # fmt: skip
+        except OSError as e:
+            raise OutputError(f"cannot start ffmpeg for {what}: {e}") from None
+        try:
+            for line in proc.stdout:
+                if on_progress is not None and line.startswith(b"frame=") and line[6:].strip().isdigit():
+                    on_progress(min(int(line[6:]), total), total)
+        except BaseException:  # the callback raised (Ctrl-C included): no ffmpeg is left running
+            proc.kill()
+            proc.wait()
+            raise
+        finally:
+            proc.stdout.close()
+        rc = proc.wait()
+        log.seek(0)
+        text = log.read().decode("utf-8", "replace")
+    if rc != 0:
+        raise OutputError(f"ffmpeg failed while {what}: {_last_line(text)}")
 
 
 def _even_dts(tb: Fraction, packets: Sequence[tuple[int, int, int]]) -> str | None:
@@ -443,6 +539,15 @@ def _audio_args(path: Path, *, skip: int, keep: int, loop: bool, bitrate: str) -
     return inputs, outputs
 
 
+def _source_audio_args(path: Path, *, at: float, keep: int, bitrate: str) -> tuple[list[str], list[str]]:
+    """Like :func:`_audio_args`, for a clip's own sound placed by its timestamps (the mux reads them with
+    ``-copyts``): the sound from ``at`` seconds on the clip's clock, silence where the audio stream starts later
+    (or has a gap: aresample's ``async`` fill), then ``keep`` samples."""
+    trim = (f"atrim=start={at!r},asetpts=PTS-{at!r}/TB,aresample={AUDIO_RATE}:async=1:first_pts=0,"
+            f"atrim=end_sample={keep},asetpts=N/SR/TB")
+    return ["-i", ffmpeg_url(path)], ["-af", trim, "-ac", "2", "-c:a", "aac", "-b:a", bitrate]
+
+
 def check_song(path: str | os.PathLike, *, seconds: float = 1.0) -> Path:
     """Raise :class:`AudioError` unless ``path`` decodes as audio the way :func:`mux` reads it.
 
@@ -472,10 +577,12 @@ def mux(
     song: str | os.PathLike | None = None,
     source: str | os.PathLike | None = None,
     start: float = 0.0,
+    song_start: float = 0.0,
     loop_song: bool = False,
     overwrite: bool = False,
     audio_bitrate: str = "192k",
     on_warning: Callable[[str], None] | None = None,
+    source_info: VideoInfo | None = None,
 ) -> float | None:
     """Add a sound track to a rendered (silent) video, without re-encoding the video.
 
@@ -493,15 +600,22 @@ def mux(
         Music. Longer than the video: cut to the video's duration. Shorter: the video goes on in
         silence, or with ``loop_song`` the song repeats to fill the video.
     source : path or None
-        Used when ``song`` is None: the source clip's own audio from ``start`` to
-        ``start + video duration``. A source without audio gives an output without audio.
+        Used when ``song`` is None: the source clip's own audio, placed by its timestamps, not counted from its
+        first sample: what played with the source frame the render starts with plays with the first frame (and
+        an audio stream that starts after the video, as in many MPEG-TS and edited files, starts after it here
+        too). A source without audio gives an output without audio.
     start : float
-        Offset in seconds into ``source``.
+        Where the render starts in ``source``, in seconds: at the source frame nearest to it, as
+        ``decode.frame_range`` counts.
+    song_start : float
+        Offset in seconds into the song (a render of a part of a film hears the song from the part's start).
     loop_song : bool
     overwrite : bool
     audio_bitrate : str
     on_warning : callable or None
         Called with a one-line message when the source's audio ends before ``start``.
+    source_info : VideoInfo or None
+        ``probe(source)``, when the caller already has it; otherwise it is probed here.
 
     Returns
     -------
@@ -529,17 +643,16 @@ def mux(
 
     audio = None
     if song is not None:
-        audio = _audio_args(song, skip=0, keep=keep, loop=loop_song, bitrate=audio_bitrate)
+        audio = _audio_args(song, skip=round(song_start * AUDIO_RATE), keep=keep, loop=loop_song,
+                            bitrate=audio_bitrate)
     elif source is not None and _has_stream(ffmpeg_listing(source), "Audio"):
-        length = _decoded_duration(source, "0:a:0")
-        if length is None or start >= length:
-            if on_warning is not None:
-                on_warning(f"the audio of {source.name} ends before {start:g} s: the output has no sound")
-        else:
-            audio = _audio_args(source, skip=round(start * AUDIO_RATE), keep=keep, loop=False, bitrate=audio_bitrate)
+        info = source_info if source_info is not None else probe(source)
+        first = round(start * info.fps)  # the render's first frame, on the clip's own clock:
+        audio = _source_audio_args(source, at=info.start + first / info.fps, keep=keep, bitrate=audio_bitrate)
 
     with atomic_output(out, overwrite=overwrite) as tmp:
-        args = ["-loglevel", "error", "-y", "-i", ffmpeg_url(video)]
+        timed = song is None and audio is not None  # the clip's timestamps, as its frames were decoded
+        args = ["-loglevel", "error", "-y", *(["-copyts"] if timed else []), "-i", ffmpeg_url(video)]
         if audio is None:
             args += ["-map", "0:v:0", "-c:v", "copy"]
         else:
@@ -553,6 +666,10 @@ def mux(
             what = f"the song {song}" if song is not None else f"the audio of {source}"
             raise AudioError(f"cannot decode {what} ({_song_reason(text, path)}): convert it to WAV or MP3")
         if audio is None:
+            return None
+        if timed and not _has_stream(ffmpeg_listing(tmp), "Audio"):  # ffmpeg leaves out a stream with no sample
+            if on_warning is not None:
+                on_warning(f"the audio of {source.name} ends before {start:g} s: the output has no sound")
             return None
         atb, apackets = _packets(["-i", ffmpeg_url(tmp)], "0:a:0", what=f"reading {out}")
     # what plays: from the video's start (the encoder's priming samples sit before it) to the last sample

@@ -1,0 +1,484 @@
+"""A live run: source → dream → page (and ``--out``, a virtual camera), held at a frame rate, controlled live.
+
+The render core's stages, with the source and the sink swapped (docs/architecture.md): the source is a camera, a
+looped clip or the infinite zoom (:mod:`.source`), prepared in its own thread; each frame is dreamed with
+``pipeline.dream_frame`` and the film's schedule for it (:class:`.control.Performance`, the same
+``pipeline.film_schedule`` a render uses); the sinks are the page (:mod:`.page`), ``--out`` (``video.FrameWriter``
+in a ``threads.Behind`` worker, then ``publish``) and a virtual camera. :class:`Pacer` closes the loop on the
+frame rate by choosing each frame's size, steps and carried octaves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import math
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from .. import metrics, pipeline, presets, publish, video
+from ..coherence import Coherence
+from ..errors import ConfigError, OutputError
+from ..fsutil import check_output
+from ..options import RenderOptions, check_option
+from ..threads import Behind, close_quietly
+from .clock import FrameClock, SongClock
+from .control import Performance
+from .page import Page, check_host
+from .remote import OscServer, Remote, check_osc, need, open_midi
+from .source import Still, open_source, Prepared, Preparer
+
+__all__ = ["LiveOptions", "LiveFrame", "Quality", "Pacer", "Session"]
+
+
+@dataclass(frozen=True)
+class LiveOptions:
+    """What to play live. Checked when made (:class:`ConfigError`); :meth:`Session.open` checks the rest.
+
+    Attributes
+    ----------
+    source : a camera index (``"0"``), a clip (looped) or an image (the infinite zoom)
+    song : the song: its features drive the schedule and its playback on the page is the clock
+    preset : preset name or path (default: lysergic, zoom-tunnel for an image)
+    size : the long side of the dream in pixels (the pacer may go down to half of it)
+    fps : the frame rate held (default: the clip's or camera's, 25 for an image)
+    host, port, allow_network : where the page is served (loopback unless ``allow_network``); port 0: any free one
+    osc : a UDP port for OSC, or None; midi : a MIDI input port name, "" for the first one, or None
+    record : write the performance here (a preset of keyframe schedules); out : write what was shown here (.mp4)
+    seconds : stop after this many seconds of the song's clock (default: at the song's end, or on Ctrl-C)
+    adapt : let the pacer choose size, steps and carried octaves to hold ``fps`` (False: the schedule's, at ``size``)
+    react : the music's reaction, as in render; overwrite : replace existing outputs
+    virtual_camera : also send the frames to a virtual camera (pyvirtualcam)
+    page : serve the page (False: headless, e.g. to only record or write ``out``)
+    """
+
+    source: str
+    song: Path | None = None
+    preset: str | None = None
+    size: int = 256
+    fps: float | None = None
+    host: str = "127.0.0.1"
+    port: int = 8765
+    allow_network: bool = False
+    osc: int | None = None
+    midi: str | None = None
+    record: Path | None = None
+    out: Path | None = None
+    seconds: float | None = None
+    adapt: bool = True
+    react: float = 1.0
+    overwrite: bool = False
+    virtual_camera: bool = False
+    page: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.size, bool) or not isinstance(self.size, int) or not 64 <= self.size <= 4096:
+            raise ConfigError(f"--size must be a whole number of pixels from 64 to 4096, got {self.size!r}")
+        if self.fps is not None:
+            check_option("fps", self.fps)
+        if self.seconds is not None and not (isinstance(self.seconds, (int, float)) and self.seconds > 0):
+            raise ConfigError(f"--seconds must be above 0, got {self.seconds!r}")
+        check_option("react", self.react)
+        if isinstance(self.port, bool) or not isinstance(self.port, int) or not 0 <= self.port <= 65535:
+            raise ConfigError(f"--port must be from 1 to 65535 (0: any free one), got {self.port}")
+        if self.osc is not None:
+            check_osc(self.osc)
+        check_host(self.host, allow_network=self.allow_network)
+
+
+@dataclass(frozen=True)
+class Quality:
+    """What the pacer chose for a frame: its size (w, h), steps per octave, octaves of a fresh frame and the
+    carried octaves (finest octaves dreamed on a carried frame)."""
+
+    size: tuple[int, int]
+    steps: int
+    octaves: int
+    carried: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"size": list(self.size), "steps": self.steps, "octaves": self.octaves, "carried": self.carried}
+
+
+@dataclass(frozen=True)
+class LiveFrame:
+    """Passed to ``on_frame`` for each frame shown.
+
+    Attributes
+    ----------
+    k : the film frame (song time × fps); t : its song time in seconds
+    params : the schedule's ``FrameParams`` for it (before the pacer's quality choice)
+    quality : the pacer's choice; change : its mean ``|out - src|`` (grey levels)
+    dream_seconds : the loop's time on it; latency : capture-to-sink seconds; skipped : frames not dreamed before it
+    out : the frame (uint8 RGB; the caller must not keep it beyond the call unless it copies it)
+    """
+
+    k: int
+    t: float
+    params: Any
+    quality: Quality
+    change: float
+    dream_seconds: float
+    latency: float
+    skipped: int
+    out: np.ndarray
+
+
+class Pacer:
+    """Holds a frame rate by choosing each frame's size, steps and carried octaves (a closed loop).
+
+    The work of a choice is ``Σ octave areas × steps`` (a carried frame dreams its finest ``carried`` octaves);
+    the seconds per unit of work are learnt from every frame (an exponential average); each frame takes the best
+    choice whose predicted time fits the budget (``0.9 / fps``): the largest size first, then the most steps,
+    then the most octaves. The size changes only after the same size was chosen three frames in a row.
+    """
+
+    def __init__(self, *, fps: float, full: tuple[int, int], dream, video_params, adapt: bool = True):
+        self.budget = 0.9 / fps
+        self.adapt = adapt
+        self.dream, self.video = dream, video_params
+        w, h = full
+        sizes = [full]
+        for f in (0.75, 0.5):
+            s = video.output_size(w, h, max(16, int(round(max(w, h) * f))))
+            if min(s) >= 64 and s not in sizes:
+                sizes.append(s)
+        steps = sorted({dream.steps, max(1, math.ceil(dream.steps / 2)), max(1, dream.steps // 4), 1}, reverse=True)
+        carried = sorted({video_params.carried_octaves or dream.octaves, 1}, reverse=True)
+        self.choices = [Quality(s, n, dream.octaves, c) for s in sizes for n in steps for c in carried]
+        self.top = Quality(full, dream.steps, dream.octaves, video_params.carried_octaves)
+        self.rate: float | None = None  # seconds per unit of work
+        self.current = self.choices[-1] if adapt else self.top  # start cheap: the first frames teach the rate
+        self._pending = (None, 0)
+
+    @staticmethod
+    def work(q: Quality, *, carried: bool = True, dream=None) -> float:
+        from ..dream.dreamer import _dream_shape
+        from ..dream.octaves import octave_shapes
+
+        h, w = _dream_shape((q.size[1], q.size[0]))
+        scale = dream.octave_scale if dream is not None else 1.4
+        shapes = octave_shapes(h, w, octaves=q.octaves, scale=scale)
+        if carried and q.carried > 0:
+            shapes = shapes[-q.carried:]
+        return float(sum(a * b for a, b in shapes)) * q.steps
+
+    def update(self, q: Quality, seconds: float) -> None:
+        """Learn from a frame of choice ``q`` that took ``seconds``."""
+        r = seconds / max(1.0, self.work(q, dream=self.dream))
+        self.rate = r if self.rate is None else 0.7 * self.rate + 0.3 * r
+
+    def choose(self) -> Quality:
+        """The choice for the next frame."""
+        if not self.adapt or self.rate is None:
+            return self.current
+        fits = [q for q in self.choices if self.rate * self.work(q, dream=self.dream) <= self.budget]
+        best = fits[0] if fits else self.choices[-1]
+        if best.size != self.current.size:  # hysteresis on size: a resize costs a resample and, once, a compile
+            pending, n = self._pending
+            n = n + 1 if pending == best.size else 1
+            self._pending = (best.size, n)
+            if n < 3:
+                same = [q for q in (fits or self.choices[-1:]) if q.size == self.current.size]
+                best = same[0] if same else min((q for q in self.choices if q.size == self.current.size),
+                                                key=lambda q: self.work(q, dream=self.dream))
+        else:
+            self._pending = (None, 0)
+        self.current = best
+        return best
+
+
+def _even(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    return img if (img.shape[1], img.shape[0]) == size else cv2.resize(img, size, interpolation=cv2.INTER_LINEAR)
+
+
+class _Out:
+    """``--out``: what was shown, at the film's frame rate (a frame stands until the next one), then the song muxed
+    in and the file published (``publish``), as a render publishes."""
+
+    def __init__(self, path: Path, *, fps: float, size: tuple[int, int], song: Path | None, overwrite: bool):
+        self.path, self.fps, self.size, self.song, self.overwrite = Path(path), fps, size, song, overwrite
+        self.work = self.path.with_name(self.path.name + ".dreamvid-live")
+        if self.work.exists():
+            raise OutputError(f"{self.work} is in the way (left by a live run that was killed?): remove it")
+        self.work.mkdir(parents=True)
+        self.writer = video.FrameWriter(self.work / "live.mp4", fps=fps, size=size, crf=18, preset="veryfast",
+                                        overwrite=True)
+        self.writer.__enter__()
+        self.encoder = Behind(depth=8, name="dreamvid-live-out")
+        self.next = 0  # the next film frame to write
+        self.last: np.ndarray | None = None
+
+    def put(self, k: int, out: np.ndarray) -> None:
+        self.encoder.submit(functools.partial(self._write, k, out))
+
+    def _write(self, k: int, out: np.ndarray) -> None:
+        frame = _even(out, self.size)
+        while self.last is not None and self.next < k:
+            self.writer.write(self.last)
+            self.next += 1
+        if self.last is None:
+            self.next = k
+        self.writer.write(frame)
+        self.next, self.last = k + 1, frame
+
+    def finish(self, *, ok: bool, on_warning) -> Path | None:
+        try:
+            self.encoder.close(drain=ok)
+        finally:
+            self.writer.__exit__(None if ok else RuntimeError, None, None)
+        if not ok or self.writer.frames_written == 0:
+            shutil.rmtree(self.work, ignore_errors=True)
+            return None
+        final = self.work / "final.mp4"
+        publish.join([self.work / "live.mp4"], self.work, final, song=self.song, on_warning=on_warning)
+        publish.place_all([(final, self.path)], overwrite=self.overwrite, work=self.work)
+        shutil.rmtree(self.work, ignore_errors=True)
+        return self.path
+
+
+class _VirtualCamera:
+    def __init__(self, size: tuple[int, int], fps: float):
+        need("pyvirtualcam", "--virtual-camera")
+        import pyvirtualcam
+
+        try:
+            self.cam = pyvirtualcam.Camera(width=size[0], height=size[1], fps=fps)
+        except Exception as e:  # no v4l2loopback / OBS virtual camera installed
+            line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ConfigError(f"--virtual-camera: no virtual camera device could be opened ({line[:160]}): "
+                              "install v4l2loopback (Linux) or OBS's virtual camera") from None
+        self.size = size
+        self.worker = Behind(depth=2, name="dreamvid-vcam")
+
+    def put(self, out: np.ndarray) -> None:
+        self.worker.submit(lambda: self.cam.send(_even(out, self.size)))
+
+    def close(self) -> None:
+        close_quietly(self.worker)
+        self.cam.close()
+
+
+class Session:
+    """A live run, opened (:meth:`open`: every check, every port bound, before any framework is imported) and then
+    run (:meth:`run`) with a Dreamer."""
+
+    def __init__(self, opts: LiveOptions, *, on_warning: Callable[[str], None] | None = None):
+        self.opts = opts
+        self.on_warning = on_warning or (lambda line: None)
+        self.source = None
+        self.page = self.osc = self.midi = None
+        self.remote = None
+
+    @classmethod
+    def open(cls, opts: LiveOptions, *, on_warning=None, clock: SongClock | None = None) -> Session:
+        """Open the source, check the song, the preset and the outputs, bind the page's and OSC's ports and open
+        MIDI: each mistake is one line (a ``DreamvidError``) and nothing is left open."""
+        self = cls(opts, on_warning=on_warning)
+        try:
+            self._open(clock)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _open(self, clock) -> None:
+        opts = self.opts
+        for path in (opts.record, opts.out):
+            if path is not None:
+                check_output(path, overwrite=opts.overwrite)
+        if opts.out is not None:
+            video.check_container(opts.out)
+        if opts.record is not None and Path(opts.record).suffix.lower() != ".toml":
+            raise ConfigError(f"--record writes a preset: give a path ending in .toml, not {Path(opts.record).name}")
+        if opts.record is not None:
+            need("tomli_w", "--record")
+        if opts.song is not None:
+            video.check_song(opts.song)
+        name = opts.preset or ("zoom-tunnel" if _is_image(opts.source) else presets.DEFAULT)
+        self.preset_name, self.preset_layer = name, presets.load(name)
+        self.source = open_source(opts.source)
+        self.fps = float(opts.fps or (self.source.fps if self.source.kind != "image" else 25.0))
+        check_option("fps", round(self.fps, 6))
+        if hasattr(self.source, "film_fps"):
+            self.source.film_fps = self.fps
+        self.size = video.output_size(self.source.width, self.source.height, opts.size)
+        duration = None
+        if opts.song is not None:
+            duration = video.stream_durations(opts.song).get("audio")
+        if opts.seconds is not None:
+            duration = opts.seconds if duration is None else min(duration, opts.seconds)
+        self.duration = duration
+        self.clock = clock or SongClock(self.fps, duration=duration)
+        self.clock.duration = duration
+        self.n = max(1, math.ceil((duration if duration is not None else 3600.0) * self.fps - 1e-6))
+        self.ropts = RenderOptions(input=Path(opts.source), output=Path(opts.out or "live.mp4"), song=opts.song,
+                                   react=opts.react, fps=self.fps)
+        self.perf = Performance(preset=name, preset_layer=self.preset_layer, fps=self.fps, build=self._schedule_of,
+                                on_warning=self.on_warning)
+        self.remote = Remote(self.perf, on_warning=self.on_warning)
+        if opts.page:
+            self.page = Page(opts.host, opts.port, song=opts.song, on_control=self.remote.slider,
+                             on_pulse=self.remote.pulse, on_clock=lambda t, p: self.clock.sync(t, playing=p),
+                             state=self.state)
+        if opts.osc is not None:
+            self.osc = OscServer(self.remote, opts.host, opts.osc)
+        if opts.midi is not None:
+            self.midi = open_midi(self.remote, opts.midi)
+        self._state: dict[str, Any] = {}
+
+    def _schedule_of(self, config):
+        return pipeline.film_schedule(self.ropts, config, self.fps, self.n)[0]
+
+    @property
+    def config(self):
+        return self.perf.config
+
+    def state(self) -> dict[str, Any]:
+        """What the page shows: the controls, the clock, the pacer's choice, the dream's rate."""
+        return dict(self._state, controls=self.perf.controls(), t=self.clock.now(), fps=self.fps,
+                    adapt=self.opts.adapt, recording=self.opts.record is not None)
+
+    # -- the run ---------------------------------------------------------------------------------------------
+    def run(self, dreamer, *, on_ready: Callable[[str | None], None] | None = None,
+            on_frame: Callable[[LiveFrame], None] | None = None) -> dict[str, Any]:
+        """Play until the song ends, ``seconds`` pass, or Ctrl-C; returns a summary (frames, fps, latency, what was
+        written). ``on_ready`` gets the page's URL once the first frame can be dreamed."""
+        opts, cfg = self.opts, self.perf.config
+        pacer = Pacer(fps=self.fps, full=self.size, dream=cfg.dream, video_params=cfg.video, adapt=opts.adapt)
+        for size in sorted({q.size for q in pacer.choices} if opts.adapt else {self.size}):
+            dreamer.warm_up(cfg.dream, (size[1], size[0]), video=cfg.video)
+        stop = threading.Event()
+        out = _Out(opts.out, fps=self.fps, size=self.size, song=opts.song, overwrite=opts.overwrite) \
+            if opts.out is not None else None
+        vcam = _VirtualCamera(self.size, self.fps) if opts.virtual_camera else None
+        prep = Preparer(self.source, self.clock, self.perf, cfg.video, last_frame=self.n - 1, stop=stop)
+        summary: dict[str, Any] = {"frames": 0, "skipped": 0}
+        latencies: list[float] = []
+        ok = False
+        saved = [0]
+        t_start = time.monotonic()
+        try:
+            if self.page is not None:
+                self.page.start()
+            if self.osc is not None:
+                self.osc.start()
+            if on_ready:
+                on_ready(self.page.url if self.page is not None else None)
+            self.clock.start()
+            coherences: dict[int, Coherence] = {}
+            prev_out, prev_k = None, None
+            q = pacer.choose()
+            prep.ask(0, q.size)
+            busy = 0.0
+            while True:
+                p = prep.take()
+                if p is None:
+                    break
+                t0 = time.perf_counter()
+                frame, k = p.frame, p.frame.k
+                q = q if q.size == (frame.src.shape[1], frame.src.shape[0]) else dataclasses.replace(
+                    q, size=(frame.src.shape[1], frame.src.shape[0]))
+                q_next = pacer.choose()
+                prep.ask(k + 1, q_next.size, at=time.monotonic() + max(0.0, busy - prep.seconds - 0.005))
+                src, out_img, params = self._dream(dreamer, frame, prev_out, p, q, cfg, coherences)
+                change = metrics.mean_change(src, out_img)
+                if self.page is not None:
+                    self.page.show(k, out_img, p.captured)
+                if out is not None:
+                    out.put(k, out_img)
+                if vcam is not None:
+                    vcam.put(out_img)
+                busy = time.perf_counter() - t0
+                latency = max(0.0, time.monotonic() - p.captured)
+                latencies.append(latency)
+                if len(latencies) > 2000:
+                    del latencies[:1000]
+                pacer.update(q, busy)
+                skipped = 0 if prev_k is None else k - prev_k - 1
+                summary["frames"] += 1
+                summary["skipped"] += skipped
+                elapsed = max(1e-9, time.monotonic() - t_start)
+                self._state = {"frame": k, "quality": q.as_dict(), "dream_fps": summary["frames"] / elapsed,
+                               "latency_ms": round(1000 * float(np.median(latencies[-50:])), 1)}
+                if on_frame:
+                    on_frame(LiveFrame(k, k / self.fps, params, q, change, busy, latency, skipped, out_img))
+                if isinstance(self.clock, FrameClock):
+                    self.clock.advance()
+                if opts.record is not None and self.perf.changes != saved[0] and time.monotonic() - saved[-1] > 2:
+                    saved[:] = [self.perf.changes, time.monotonic()]
+                    self.perf.write(opts.record, song=opts.song, source=opts.source, overwrite=True)
+                prev_out, prev_k, q = out_img, k, q_next
+            ok = True
+        except KeyboardInterrupt:  # the end of a performance: what was played is written
+            ok = True
+            summary["interrupted"] = True
+        finally:
+            stop.set()
+            prep.close()
+            if vcam is not None:
+                vcam.close()
+            if self.page is not None:
+                summary["page"] = dict(self.page.stats)
+            self.close()
+            written = out.finish(ok=ok, on_warning=self.on_warning) if out is not None else None
+        if opts.record is not None:
+            self.perf.write(opts.record, song=opts.song, source=opts.source, overwrite=True)
+        elapsed = max(1e-9, time.monotonic() - t_start)
+        lat = np.asarray(latencies, np.float64)
+        summary.update(fps=round(summary["frames"] / elapsed, 3), seconds=round(elapsed, 3),
+                       latency_ms={"median": round(1000 * float(np.median(lat)), 1) if lat.size else None,
+                                   "p90": round(1000 * float(np.percentile(lat, 90)), 1) if lat.size else None},
+                       moves=self.perf.changes, record=str(opts.record) if opts.record else None,
+                       out=str(written) if written else None, quality=pacer.current.as_dict())
+        return summary
+
+    def _dream(self, dreamer, frame, prev_out, p: Prepared, q: Quality, cfg, coherences):
+        """Dream one prepared frame with the schedule's parameters for it, at the pacer's quality."""
+        params = p.schedule.frame(frame.k)
+        if isinstance(self.source, Still):  # the zoom: the previous output moved and held
+            if prev_out is not None:
+                prev_out = _even(prev_out, q.size)
+            src = self.source.feedback(p.schedule, cfg.motion, q.size).source(frame.k, prev_out)
+            frame = dataclasses.replace(frame, src=src)
+            prev_out = None
+        elif prev_out is not None and frame.prev is not None:
+            prev_out = _even(prev_out, q.size)
+        fp = params
+        if self.opts.adapt:
+            dream = params.dream.replace(steps=max(1, min(params.dream.steps, round(params.dream.steps * q.steps
+                                                                                    / max(1, cfg.dream.steps)))))
+            fp = dataclasses.replace(params, dream=dream)
+        coherence = coherences.get(q.carried)
+        if coherence is None:
+            coherence = coherences[q.carried] = Coherence(dataclasses.replace(cfg.video, carried_octaves=q.carried))
+        out, _ = pipeline.dream_frame(dreamer, coherence, frame, prev_out, fp)
+        return frame.src, out, params
+
+    def close(self) -> None:
+        for part in (self.osc, self.page):
+            if part is not None:
+                with contextlib.suppress(Exception):
+                    part.close()
+        self.osc = self.page = None
+        if self.midi is not None:
+            with contextlib.suppress(Exception):
+                self.midi.close()
+            self.midi = None
+        if self.source is not None:
+            self.source.close()
+
+
+def _is_image(text: str) -> bool:
+    from .source import IMAGE_SUFFIXES
+
+    return not text.isdigit() and Path(text).suffix.lower() in IMAGE_SUFFIXES
