@@ -27,7 +27,7 @@ demo: setup
 # `make test` covers what `make setup` installs: the test and jax extras. DREAMVID_REQUIRE names the optional parts
 # a run must cover (tests/conftest.py): with one missing the run stops at once, and a skipped test of one fails it.
 # The torch, Ray, UI and browser tests run when those are installed and are skipped otherwise; CI installs them
-# all and requires them (DREAMVID_REQUIRE="jax torch ui browser ray", see .ci/run).
+# all and requires them (DREAMVID_REQUIRE="jax torch ui browser ray live", see .ci/run).
 DREAMVID_REQUIRE ?= jax
 test: setup
 	DREAMVID_REQUIRE="$(DREAMVID_REQUIRE)" $(PY) -m pytest -q

@@ -13,6 +13,9 @@ Video frame ``k`` stands for the song time ``k / fps`` and pools the analysis ho
 ``[(k - 0.5) / fps, (k + 0.5) / fps)``: a transient at time ``t`` lands on frame ``round(t * fps)`` whatever
 the frame rate (23.976, 29.97, 60, …), with no drift however long the song is. Spectrograms live only for
 one block at a time; what is kept are 1-D arrays, one value per hop or per frame.
+
+:class:`CausalAnalyzer` computes the same features from a live signal (``dreamvid live --audio-in``), block by
+block, knowing only the past (numpy alone, no librosa): its docstring says what differs.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ import numpy as np
 
 from .errors import AudioError, ConfigError, suggest
 
-__all__ = ["FEATURE_NAMES", "AudioFeatures", "load_song", "analyze"]
+__all__ = ["FEATURE_NAMES", "AudioFeatures", "load_song", "analyze", "CausalAnalyzer", "HeardFrame", "HEARD_NAMES",
+           "mel_filters"]
 
 FEATURE_NAMES = ("rms", "energy", "onset", "beat", "low", "mid", "high")
 
@@ -576,3 +580,293 @@ def pool_to_frames(x: np.ndarray, *, hop_rate: float, fps: float, n_frames: int,
         counts[counts <= 0] = 1  # an empty window took one sample
         return (np.add.reduceat(x.astype(np.float64), starts) / counts).astype(np.float32)
     raise ValueError(f"how must be 'mean' or 'max', got {how!r}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# causal features: the same features from a live signal, block by block (``dreamvid live --audio-in``)
+
+#: What :class:`CausalAnalyzer` gives per video frame (:class:`HeardFrame`): the features and ``level``.
+HEARD_NAMES = ("rms", "energy", "level", "onset", "beat", "low", "mid", "high")
+
+_HPSS_CAUSAL = _HPSS_KERNEL[0]  # hops of the causal harmonic median (the offline one is centred on its hop)
+_BEAT_ONSET = 0.5  # a causal beat: the frame's normalised onset reaches this, rising ...
+_BEAT_GAP = 0.3  # ... at least this many seconds after the last one (at most 200 a minute)
+
+
+def mel_filters(*, sr: int, n_fft: int, n_mels: int = 64, fmin: float = 20.0, fmax: float | None = None) -> np.ndarray:
+    """Slaney-style mel filterbank, equal to ``librosa.filters.mel`` with its defaults, in numpy alone.
+
+    :class:`CausalAnalyzer` uses it so a live run does not import librosa; the offline analysis keeps librosa's.
+
+    Returns
+    -------
+    np.ndarray [shape=(n_mels, 1 + n_fft // 2), dtype=float32]
+    """
+    fmax = float(sr) / 2 if fmax is None else float(fmax)
+
+    def hz_to_mel(f: np.ndarray) -> np.ndarray:
+        f = np.asarray(f, np.float64)
+        lin = f / (200.0 / 3)
+        return np.where(f >= 1000.0, 15.0 + np.log(np.maximum(f, 1e-12) / 1000.0) / (np.log(6.4) / 27.0), lin)
+
+    def mel_to_hz(m: np.ndarray) -> np.ndarray:
+        return np.where(m >= 15.0, 1000.0 * np.exp((np.log(6.4) / 27.0) * (m - 15.0)), m * (200.0 / 3))
+
+    fft_freqs = np.linspace(0, float(sr) / 2, int(1 + n_fft // 2), endpoint=True)
+    mel_f = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2))
+    fdiff = np.diff(mel_f)
+    ramps = np.subtract.outer(mel_f, fft_freqs)
+    lower = -ramps[:-2] / fdiff[:-1, None]
+    upper = ramps[2:] / fdiff[1:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper))
+    weights *= (2.0 / (mel_f[2:] - mel_f[:-2]))[:, None]
+    return weights.astype(np.float32)
+
+
+@dataclass(frozen=True)
+class HeardFrame:
+    """One video frame's features from the audio heard up to its time (:class:`CausalAnalyzer`).
+
+    Attributes
+    ----------
+    k : int, the video frame (song time ``k / fps``)
+    rms, energy, onset, low, mid, high : float in [0, 1], as :class:`AudioFeatures`' (smoothed, normalised)
+    level : float >= 0, the RMS amplitude of the frame's hops (unsmoothed, unnormalised)
+    beat : float, 1.0 on a causal beat: a strong rising onset (see :class:`CausalAnalyzer`), else 0.0
+    """
+
+    k: int
+    rms: float
+    energy: float
+    level: float
+    onset: float
+    beat: float
+    low: float
+    mid: float
+    high: float
+
+    def values(self) -> tuple[float, ...]:
+        """The features in :data:`HEARD_NAMES` order."""
+        return tuple(getattr(self, name) for name in HEARD_NAMES)
+
+
+class _Running:
+    """Percentiles and the peak of a stream of values, the older ones forgotten with time constant ``memory`` (in
+    values; ``inf``: never): a histogram on fixed ``edges`` whose new entries weigh more and more (``1 / decay``
+    each), rescaled now and then."""
+
+    def __init__(self, edges: np.ndarray, memory: float):
+        self.edges = np.asarray(edges, np.float64)
+        self.counts = np.zeros(len(self.edges) - 1, np.float64)
+        self.grow = math.exp(1.0 / memory) if math.isfinite(memory) else 1.0
+        self.weight = 1.0
+        self.peak = 0.0
+
+    def add(self, x: float) -> None:
+        i = int(np.searchsorted(self.edges, x, side="right")) - 1
+        self.counts[min(max(i, 0), len(self.counts) - 1)] += self.weight
+        self.peak = max(float(x), self.peak / self.grow)
+        self.weight *= self.grow
+        if self.weight > 1e100:
+            self.counts /= self.weight
+            self.weight = 1.0
+
+    def percentiles(self, qs, *, above: float | None = None) -> np.ndarray | None:
+        """The ``qs`` percentiles (0..100) of the values (only those above ``above``), or None without any."""
+        start = 0 if above is None else int(np.searchsorted(self.edges, above, side="right"))
+        counts = self.counts[start:]
+        cum = np.cumsum(counts)
+        if cum.size == 0 or cum[-1] <= 0:
+            return None
+        out = []
+        for q in qs:
+            target = q / 100.0 * cum[-1]
+            i = min(int(np.searchsorted(cum, target, side="left")), len(cum) - 1)
+            before = cum[i - 1] if i else 0.0
+            frac = (target - before) / counts[i] if counts[i] > 0 else 0.0
+            lo, hi = self.edges[start + i], self.edges[start + i + 1]
+            out.append(lo + min(max(frac, 0.0), 1.0) * (hi - lo))
+        return np.asarray(out)
+
+
+class CausalAnalyzer:
+    """The offline features (:func:`analyze`), computed from a live signal block by block, knowing only the past.
+
+    Feed it the sound card's blocks (any sizes; the result does not depend on how the signal is cut); it returns
+    each video frame as soon as the signal reaches the frame's time: frame ``k`` (time ``k / fps``) comes out of
+    the call whose block holds sample ``ceil(k * sr / fps) - 1``, computed from the samples before that. No
+    librosa: numpy alone, a few hundred microseconds per block.
+
+    What is the same as :func:`analyze`: the hop (the power of two nearest ``sr / 86``: 512 at 44.1 and 48 kHz)
+    and window (4 hops, Hann), the scaling to dBFS, the bands, the total and linear levels, the mel spectrogram
+    (64 bands from 20 Hz), the percussive part's log-mel spectral flux for onsets, the pooling (mean; max for
+    onsets) and the attack/release envelope at the frame rate. What differs, because the future is unknown:
+
+    * **the windows end now**: a hop's window is the last 4 hops of samples, so frame ``k`` pools the hops whose
+      windows end in ``((k - 1) / fps, k / fps]`` where the offline frame pools the hops centred within half a
+      frame of ``k / fps`` (a hop's values are the offline ones, known half a window later);
+    * **the harmonic part** for onsets is the median of the last 31 hops, not of the 31 centred on the hop;
+    * **normalisation by the signal so far**: the same percentiles as the offline analysis (5th and 95th of the
+      non-silent hops' dB for ``rms`` and the bands, at least 12 dB apart; the 95th of the amplitude for
+      ``energy``; the median and 99th of the onset strength, at least a tenth of its peak for ``onset``), taken
+      over the hops heard so far, the older ones forgotten with time constant ``memory`` seconds (``inf``: the
+      whole signal so far, which is the offline normalisation once the song has played). Before any sound,
+      every feature is 0; the first loud sound is 1 until more is heard;
+    * **beat**: 1.0 on a frame whose pooled normalised onset reaches 0.5 and rises, at least 0.3 s after the last
+      such frame: strong onsets, not the offline beat tracker's regular grid (there is no tempo).
+
+    Parameters
+    ----------
+    sr : int, the signal's sample rate
+    fps : float > 0, the video frame rate
+    attack, release : float >= 0, the envelope's rise and fall times in seconds (the ``[audio]`` table's)
+    memory : float > 0, seconds over which the normalisation forgets (``inf``: never); the default, two minutes
+        (about a song), follows a set's changes of level and still matches the offline features closely
+        (docs/live.md has the measures)
+    """
+
+    def __init__(self, *, sr: int, fps: float, attack: float = 0.01, release: float = 0.25, memory: float = 120.0):
+        self.sr = _check_sr(sr)
+        self.fps = _check_positive("fps", fps, upper=1000.0)
+        attack = _check_nonneg("attack", attack, upper=10.0)
+        release = _check_nonneg("release", release, upper=60.0)
+        if not (isinstance(memory, (int, float)) and not isinstance(memory, bool) and memory > 0):
+            raise ConfigError(f"memory must be a number of seconds above 0 (inf: never forget), got {memory!r}")
+        self.hop = 1 << max(4, round(math.log2(self.sr / 86.0)))
+        self.n_fft = 4 * self.hop
+        hop_rate = self.sr / self.hop
+        n = self.n_fft
+        self._window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)).astype(np.float32)  # periodic Hann
+        self._scale = 2.0 / (n * float(np.sum(self._window.astype(np.float64) ** 2)))
+        freqs = np.linspace(0, self.sr / 2, 1 + n // 2)
+        # one product gives the total power and the bands': rows all, low, mid, high
+        self._sums = np.stack([np.ones_like(freqs)] + [((freqs >= lo) & (freqs < hi)).astype(np.float64)
+                                                       for lo, hi in BANDS.values()])
+        self._mel = mel_filters(sr=self.sr, n_fft=n).astype(np.float64)
+        n_mels = self._mel.shape[0]
+        self._harm = np.zeros((_HPSS_CAUSAL, n_mels), np.float64)  # the last hops' mel magnitudes (a ring)
+        half = _HPSS_KERNEL[1] // 2  # the percussive median across mel bands, edges mirrored (scipy's "reflect")
+        mirror = np.concatenate([np.arange(half)[::-1], np.arange(n_mels), n_mels - 1 - np.arange(half)])
+        self._across = mirror[np.arange(n_mels)[:, None] + np.arange(_HPSS_KERNEL[1])[None, :]]
+        self._prev_db = np.full(n_mels, _SILENCE_DB, np.float64)
+        self._hops = 0  # hops analysed
+        self._buf = np.zeros(n, np.float32)  # samples from self._buf_at on (zeros before the signal)
+        self._buf_at = -n
+        self._heard = 0  # samples received
+        self._k = 0  # the next frame
+        remember = memory * hop_rate
+        db_edges = np.linspace(_SILENCE_DB, 0.0, 321)
+        db_edges[-1] = np.inf
+        self._db = {name: _Running(db_edges, remember) for name in ("rms", "low", "mid", "high")}
+        self._onset = _Running(np.concatenate([[0.0], np.geomspace(1e-3, 200.0, 300), [np.inf]]), remember)
+        self._pending: list[tuple[float, ...]] = []  # this frame's hops: (rms, low, mid, high dB, power, flux)
+        self._last: tuple[float, ...] | None = None
+        dt = 1.0 / self.fps
+        self._a_up = math.exp(-dt / attack) if attack > 0 else 0.0
+        self._a_dn = math.exp(-dt / release) if release > 0 else 0.0
+        self._env = dict.fromkeys(("rms", "energy", "onset", "low", "mid", "high"), 0.0)
+        self._onset_before = 0.0
+        self._beat_at = -math.inf
+
+    @property
+    def heard(self) -> int:
+        """Samples received so far."""
+        return self._heard
+
+    def frame_end(self, k: int) -> int:
+        """The number of samples frame ``k`` is computed from: ``ceil(k * sr / fps)``."""
+        return int(math.ceil(k * self.sr / self.fps - 1e-9))
+
+    def push(self, block: np.ndarray) -> list[HeardFrame]:
+        """Take the next samples (shape ``(n,)`` or ``(n, channels)``, float in [-1, 1]; channels are averaged) and
+        return the frames they complete, in order (possibly none)."""
+        x = np.asarray(block, np.float32)
+        if x.ndim == 2:
+            x = x.mean(axis=1, dtype=np.float32)
+        if x.ndim != 1:
+            raise ValueError(f"a block is (n,) or (n, channels) samples, got shape {x.shape}")
+        self._buf = np.concatenate([self._buf, x])
+        self._heard += len(x)
+        out = []
+        while True:
+            hop_end = (self._hops + 1) * self.hop
+            frame_end = self.frame_end(self._k)
+            if hop_end <= frame_end and hop_end <= self._heard:
+                a = hop_end - self.n_fft - self._buf_at
+                self._hop(self._buf[a:a + self.n_fft])
+            elif frame_end < hop_end and frame_end <= self._heard:
+                out.append(self._frame())
+            else:
+                break
+        keep = (self._hops + 1) * self.hop - self.n_fft  # the next window's first sample
+        if keep > self._buf_at:
+            self._buf = self._buf[keep - self._buf_at:]
+            self._buf_at = keep
+        return out
+
+    def _hop(self, seg: np.ndarray) -> None:
+        """Analyse one window (the ``n_fft`` samples ending at the hop): the offline analysis' values for it."""
+        spec = np.fft.rfft(seg * self._window)
+        power = spec.real * spec.real + spec.imag * spec.imag
+        power *= self._scale
+        sums = self._sums @ power  # total, low, mid, high
+        dbs = 10.0 * np.log10(np.maximum(sums, 10.0 ** (_SILENCE_DB / 10.0)))
+        mag = np.sqrt(self._mel @ power)
+        self._harm[self._hops % _HPSS_CAUSAL] = mag
+        harm = np.partition(self._harm, _HPSS_CAUSAL // 2, axis=0)[_HPSS_CAUSAL // 2]  # median of the last hops
+        perc = np.partition(mag[self._across], _HPSS_KERNEL[1] // 2, axis=1)[:, _HPSS_KERNEL[1] // 2]
+        p2, h2 = perc * perc, harm * harm  # librosa's soft mask (power 2), 0.5 where both are 0
+        both = p2 + h2
+        good = np.maximum(perc, harm) >= np.finfo(np.float32).tiny
+        mask = np.where(good, p2 / np.where(good, both, 1.0), 0.5)
+        part = mag * mask
+        mel_db = 10.0 * np.log10(np.maximum(part * part, 10.0 ** (_SILENCE_DB / 10.0)))
+        flux = float(np.maximum(0.0, mel_db - self._prev_db).mean())
+        self._prev_db = mel_db
+        self._hops += 1
+        for name, v in zip(("rms", "low", "mid", "high"), dbs.tolist()):
+            self._db[name].add(v)
+        self._onset.add(flux)
+        self._pending.append((*dbs.tolist(), float(sums[0]), flux))
+
+    def _frame(self) -> HeardFrame:
+        """Frame ``self._k``: its hops normalised by the signal so far, pooled, smoothed."""
+        hops = self._pending or ([self._last] if self._last is not None else [])
+        self._pending = []
+        if hops:
+            self._last = hops[-1]
+        vals: dict[str, float] = {}
+        arr = np.asarray(hops, np.float64).reshape(-1, 6)
+        for i, name in enumerate(("rms", "low", "mid", "high")):
+            pct = self._db[name].percentiles((5, 95), above=_SILENCE_DB + 1.0)
+            if pct is None or not hops:
+                vals[name] = 0.0
+                continue
+            lo, hi = float(pct[0]), float(pct[1])
+            lo = max(min(lo, hi - _MIN_RANGE_DB), _SILENCE_DB)
+            vals[name] = float(np.clip((arr[:, i] - lo) / (hi - lo), 0.0, 1.0).mean()) if hi > lo else 0.0
+        level = float(np.sqrt(arr[:, 4].mean())) if hops else 0.0
+        ref_db = self._db["rms"].percentiles((95,))
+        ref = 10.0 ** (float(ref_db[0]) / 20.0) if ref_db is not None else 0.0
+        vals["energy"] = min(max(level / ref, 0.0), 1.0) if ref > 1e-6 and ref_db[0] > _SILENCE_DB + 0.25 else 0.0
+        onset = 0.0
+        pct = self._onset.percentiles((50, 99))
+        if pct is not None and hops:
+            lo, hi = float(pct[0]), max(float(pct[1]), 0.1 * self._onset.peak)
+            if hi > lo and hi > 1e-6:
+                onset = float(np.clip((arr[:, 5].max() - lo) / (hi - lo), 0.0, 1.0))
+        vals["onset"] = onset
+        t = self._k / self.fps
+        beat = 0.0
+        if onset >= _BEAT_ONSET and onset > self._onset_before and t - self._beat_at >= _BEAT_GAP - 1e-9:
+            beat, self._beat_at = 1.0, t
+        self._onset_before = onset
+        for name, v in vals.items():
+            e = self._env[name]
+            a = self._a_up if v > e else self._a_dn
+            self._env[name] = v + a * (e - v)
+        env = self._env
+        frame = HeardFrame(k=self._k, rms=env["rms"], energy=env["energy"], level=level, onset=env["onset"],
+                           beat=beat, low=env["low"], mid=env["mid"], high=env["high"])
+        self._k += 1
+        return frame

@@ -18,6 +18,7 @@ from rich.table import Table  # noqa: E402
 from rich.text import Text  # noqa: E402
 
 from . import __version__  # noqa: E402
+from .access import AUTH_ENV  # noqa: E402
 from .errors import DreamvidError  # noqa: E402
 from .options import OptionError, RenderOptions, check_option  # noqa: E402
 
@@ -88,6 +89,8 @@ Guide = Annotated[Optional[Path], typer.Option("--guide", help="Dream toward thi
 GuideWeight = Annotated[Optional[float], typer.Option("--guide-weight", help="The guide's share of the objective, 0..1 (1: only the guide; default 1).")]
 DreamClass = Annotated[Optional[str], typer.Option("--dream-class", help="Make an ImageNet class appear: a name ('tabby cat') or an index 0..999. Needs InceptionV3's ImageNet top (downloaded once).")]
 ClassWeight = Annotated[Optional[float], typer.Option("--class-weight", help="The class's share of the objective, 0..1 (default 0.5).")]
+# the pages (ui, live): one login rule (dreamvid.access)
+Auth = Annotated[Optional[str], typer.Option("--auth", envvar=AUTH_ENV, show_envvar=False, help=f"USER:PASS: the page asks for this login on every request. Needed with --share or a --host other than this machine. Env: {AUTH_ENV}.")]
 # render and zoom
 React = Annotated[float, typer.Option("--react", help="How strongly the dream follows the music: 0 off, 1 the preset's amount, 2 double.")]
 KeepWork = Annotated[bool, typer.Option("--keep-work", help="Keep the work folder (checkpointed frames) after success.")]
@@ -507,7 +510,7 @@ def ui(
     port: Annotated[int, typer.Option("--port", help="Port to serve the page on.")] = 7860,
     host: Annotated[str, typer.Option("--host", help="Address to listen on (default: this machine only; any other address, e.g. 0.0.0.0, opens it to the network and needs --auth).")] = "127.0.0.1",
     share: Annotated[bool, typer.Option("--share", help="Also serve it through a public gradio.live link (needs --auth).")] = False,
-    auth: Annotated[Optional[str], typer.Option("--auth", envvar="DREAMVID_UI_AUTH", show_envvar=False, help="USER:PASS: the page asks for this login (gradio's own). Needed with --share or a --host other than this machine. Env: DREAMVID_UI_AUTH.")] = None,
+    auth: Auth = None,
     workdir: Annotated[Path, typer.Option("--workdir", help="The app's own working folder (new, empty, or made by dreamvid ui; never a home or project folder): uploads, renders, saved presets, caches. Nothing is written outside it; only what the page shows is served from it.")] = Path("dreamvid-ui"),
     max_upload_mb: Annotated[int, typer.Option("--max-upload-mb", help="Largest upload accepted, in MB.")] = 2048,
     preset: Preset = None, weights: Weights = None, backend: Backend = None, precision: Precision = "fp32",
@@ -539,29 +542,31 @@ def ui(
 def live(
     source: Annotated[str, typer.Argument(help="A camera index (0, 1, ...), a clip (played in a loop) or an image (the infinite zoom).", show_default=False)],
     song: Annotated[Optional[Path], typer.Option("--song", "-s", help="The song: its features drive the dream, the page plays it, and its playback is the clock.")] = None,
+    audio_in: Annotated[Optional[str], typer.Option("--audio-in", metavar="<device>", help="Listen to the sound card instead of a song: 'default' (the default input), a device number or part of its name. Its features, known up to now, drive the dream; with --record the sound is captured beside the preset (.wav). Needs PortAudio.")] = None,
     preset: Annotated[Optional[str], typer.Option("--preset", "-p", help="Preset name or a .toml path; its [live] table maps the controls. Default: lysergic (zoom-tunnel for an image).")] = None,
     size: Annotated[int, typer.Option("--size", help="Long side of the dream in pixels (the pacer may go down to half of it to hold --fps).")] = 256,
     fps: Annotated[Optional[float], typer.Option("--fps", help="Frame rate to hold (default: the clip's or camera's; 25 for an image).")] = None,
-    host: Annotated[str, typer.Option("--host", help="Address of the page (default: this machine only).")] = "127.0.0.1",
+    host: Annotated[str, typer.Option("--host", help="Address of the page (default: this machine only; any other address, e.g. 0.0.0.0, opens it to the network and needs --auth).")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port of the page.")] = 8765,
-    allow_network: Annotated[bool, typer.Option("--allow-network", help="Allow a --host that is not a loopback address (the page has no login).")] = False,
+    auth: Auth = None,
     osc: Annotated[Optional[int], typer.Option("--osc", help="Listen for OSC on this UDP port: /dreamvid/<section>/<key> value, /dreamvid/control/<name> 0..1, /dreamvid/pulse.")] = None,
     midi: Annotated[Optional[str], typer.Option("--midi", help="Read MIDI control changes from this input port ('any': the first one).")] = None,
     record: Annotated[Optional[Path], typer.Option("--record", help="Write the performance as a preset of keyframe schedules (.toml) that `dreamvid render --config` replays.")] = None,
-    out_path: Annotated[Optional[Path], typer.Option("--out", help="Also write what was shown (.mp4, the song muxed in).")] = None,
-    seconds: Annotated[Optional[float], typer.Option("--seconds", help="Stop after this many seconds (default: at the song's end, or Ctrl-C).")] = None,
+    out_path: Annotated[Optional[Path], typer.Option("--out", help="Also write what was shown (.mp4, the song or the sound heard muxed in).")] = None,
+    seconds: Annotated[Optional[float], typer.Option("--seconds", help="Stop after this many seconds (default: at the song's end, or Ctrl-C; an hour at most without a song).")] = None,
     adapt: Annotated[bool, typer.Option("--adapt/--no-adapt", help="Hold --fps by choosing size, steps and carried octaves per frame.")] = True,
     virtual_camera: Annotated[bool, typer.Option("--virtual-camera", help="Also send the frames to a virtual camera (pyvirtualcam) for OBS and VJ software.")] = False,
     react: React = 1.0,
     weights: Weights = None, backend: Backend = None, precision: Precision = "fp32", overwrite: Overwrite = False,
     quiet: Quiet = False,
 ):
-    """Play the dream live from a camera, a clip or an image, with a song, OSC/MIDI knobs and sliders; record the
-    performance and render it offline. Needs the live extra for OSC/MIDI: pip install "dreamvid[live]"."""
+    """Play the dream live from a camera, a clip or an image, with a song or the sound card, OSC/MIDI knobs and
+    sliders; record the performance and render it offline. Needs the live extra for OSC/MIDI and the sound card:
+    pip install "dreamvid[live]"."""
     from .live import LiveOptions, Session
 
-    opts = LiveOptions(source=source, song=song, preset=preset, size=size, fps=fps, host=host, port=port,
-                       allow_network=allow_network, osc=osc, midi=None if midi is None else ("" if midi == "any" else midi),
+    opts = LiveOptions(source=source, song=song, audio_in=audio_in, preset=preset, size=size, fps=fps, host=host,
+                       port=port, auth=auth, osc=osc, midi=None if midi is None else ("" if midi == "any" else midi),
                        record=record, out=out_path, seconds=seconds, adapt=adapt, react=react, overwrite=overwrite,
                        virtual_camera=virtual_camera)
     session = Session.open(opts, on_warning=warn)
@@ -575,8 +580,10 @@ def live(
         raise
 
     def ready(url):
+        heard = f", sound card {session.sound.name!r} at {session.sound.sr} Hz" if session.sound else ""
         say(err, f"dreamvid live: {url or 'no page'}  ({session.source.kind} {source}, {session.fps:g} fps, "
-                 f"preset {session.preset_name}{f', OSC on udp {session.osc.port}' if session.osc else ''}; Ctrl-C to stop)")
+                 f"preset {session.preset_name}{heard}{f', OSC on udp {session.osc.port}' if session.osc else ''}; "
+                 "Ctrl-C to stop)")
 
     def frame(ev):
         if not quiet and ev.k % max(1, int(session.fps)) < 1 + ev.skipped:
@@ -587,13 +594,17 @@ def live(
     summary = session.run(dreamer, on_ready=ready, on_frame=frame)  # Ctrl-C ends the performance normally
     if not quiet:
         err.print()
-    lat = summary["latency_ms"]
+    lat, heard = summary["latency_ms"], summary.get("heard") or {}
     say(out, f"{summary['frames']} frames in {summary['seconds']:.1f} s ({summary['fps']:.2f} fps, latency "
                        f"{lat['median']} ms median), {summary['moves']} control moves"
                        + (f"; recorded {summary['record']}" if summary["record"] else "")
+                       + (f" and the sound in {heard['capture']}" if heard.get("capture") else "")
                        + (f"; wrote {summary['out']}" if summary["out"] else ""))
+    if heard.get("dropped") or heard.get("overflows"):
+        warn(f"the sound card's blocks came faster than they were taken: {heard['dropped']} dropped here, "
+             f"{heard['overflows']} lost by PortAudio (a busy machine: try a smaller --size)")
     if summary["record"]:
-        say(err, f"replay: dreamvid render CLIP -o OUT.mp4{f' --song {song}' if song else ''}"
+        say(err, f"replay: dreamvid render CLIP -o OUT.mp4{f' --song {session.song}' if session.song else ''}"
                  f"{f' --preset {session.preset_name}' if preset else ''} --config {summary['record']}")
 
 

@@ -58,11 +58,12 @@ def camera(schedule, size: tuple[int, int]) -> Callable[[int, np.ndarray], np.nd
         return lambda k, src: _pulse(src, float(schedule.zoom[k]))
     w, h = size
     cam = [np.eye(3), 0]  # the camera's move at frame cam[1]
+    motion = schedule.motion  # (n, 4), built once: a property that stacks four curves
 
     def move(k: int, src: np.ndarray) -> np.ndarray:
         while cam[1] < k:
             cam[1] += 1
-            z, r, tx, ty = schedule.motion[cam[1]]
+            z, r, tx, ty = motion[cam[1]]
             cam[0] = video.compose(cam[0], video.motion_matrix((w, h), zoom=z, rotate=r, translate=(tx * w, ty * h)))
         pulse = video.motion_matrix((w, h), zoom=float(schedule.zoom[k]), center=(w / 2, h / 2))
         return video.warp_motion(src, video.compose(cam[0], pulse))

@@ -137,7 +137,7 @@ def clean_env(monkeypatch, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# What a run must cover: $DREAMVID_REQUIRE (.ci/run sets "jax torch ui browser ray", `make test` "jax")
+# What a run must cover: $DREAMVID_REQUIRE (.ci/run sets "jax torch ui browser ray live", `make test` "jax")
 #
 # A test of an optional part is skipped where that part is not installed, which is right on a user's machine and
 # wrong in CI: a CI run that skipped the JAX, UI, browser, Ray or torch tests would stay green without them. So a
@@ -153,6 +153,8 @@ PARTS = {
     "ui": "dreamvid ui (pip install \"dreamvid[ui]\")",
     "browser": "the test of dreamvid ui in a real browser (pip install selenium; apt-get install chromium "
                "chromium-driver)",
+    "live": "dreamvid live's remote control (pip install \"dreamvid[live]\": python-osc, mido); its MIDI and sound-card "
+            "tests still skip where no port or device can be opened",
 }
 _REQUIRE_VAR = "DREAMVID_REQUIRE"
 
@@ -195,7 +197,7 @@ def part_missing(part: str) -> str | None:
     import importlib.util
 
     packages = {"jax": ("jax",), "torch": ("torch",), "ray": ("ray",), "ui": ("gradio",),
-                "browser": ("gradio", "selenium")}[part]
+                "browser": ("gradio", "selenium"), "live": ("pythonosc", "mido")}[part]
     for package in packages:
         if importlib.util.find_spec(package) is None:
             return f"{package} is not installed"

@@ -253,3 +253,96 @@ def test_stereo_tuple_at_other_rate_is_resampled():
 def test_bad_parameters(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         analyze((tone(0.5, SR), SR), **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# causal features (dreamvid live --audio-in): the offline features from the past alone, block by block
+
+
+def _heard(y: np.ndarray, sr: int, fps: float, block: int) -> np.ndarray:
+    """Feed ``y`` to a CausalAnalyzer ``block`` samples at a time: the frames' features, (n_frames, HEARD_NAMES)."""
+    from dreamvid.audio import CausalAnalyzer
+
+    an = CausalAnalyzer(sr=sr, fps=fps)
+    rows = []
+    for a in range(0, len(y), block):
+        frames = an.push(y[a:a + block])
+        assert [f.k for f in frames] == list(range(len(rows), len(rows) + len(frames)))  # in order, none missed
+        rows += [f.values() for f in frames]
+    return np.asarray(rows, np.float64)
+
+
+@pytest.fixture(scope="module")
+def groove44():
+    from tests.conftest import EXAMPLES
+
+    return load_song(EXAMPLES / "groove.wav", sr=44100)[0]
+
+
+@pytest.mark.parametrize("sr, n_fft", [(22050, 1024), (44100, 2048), (48000, 2048)])
+def test_mel_filters_are_librosas(sr, n_fft):
+    import librosa
+
+    from dreamvid.audio import mel_filters
+
+    ours = mel_filters(sr=sr, n_fft=n_fft)
+    theirs = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=64, fmin=20.0, fmax=sr / 2)
+    assert ours.shape == theirs.shape and np.allclose(ours, theirs, rtol=1e-5, atol=1e-8)
+
+
+def test_causal_features_follow_the_offline_ones(groove44):
+    """The song fed block by block (512 samples at 44.1 kHz, as a sound card gives them), played twice: once the
+    analyzer has heard it (the second pass), every feature follows the offline one of the same frame one frame
+    later (the offline features look half a frame and half a window ahead). Measured: r = 0.99 (rms, level, low,
+    mid, high), 0.98 (energy), 0.92 (onset) at a lag of 1 frame; the bounds leave a margin."""
+    from dreamvid.audio import HEARD_NAMES
+
+    fps, sr = 25.0, 44100
+    y = np.tile(groove44, 2)
+    heard = _heard(y, sr, fps, 512)
+    offline = analyze((y, sr), fps=fps)
+    n = min(len(heard), offline.n_frames)
+    half = n // 2  # the second pass
+
+    def r(name: str, lag: int) -> float:
+        c = heard[half + lag:n, HEARD_NAMES.index(name)]
+        o = np.asarray(offline.level if name == "level" else offline.feature(name), np.float64)[half:n - lag]
+        return float(np.corrcoef(c, o)[0, 1])
+
+    bounds = {"rms": 0.95, "energy": 0.93, "level": 0.95, "onset": 0.85, "low": 0.95, "mid": 0.95, "high": 0.95}
+    got = {name: r(name, 1) for name in bounds}
+    assert all(got[name] >= bound for name, bound in bounds.items()), got
+    assert r("level", 1) > r("level", 0) + 0.2 and r("level", 1) > r("level", 2), "the lag is one frame"
+    assert heard[:, HEARD_NAMES.index("beat")].sum() >= 8  # strong onsets: the kicks and snares
+
+
+def test_causal_features_never_look_ahead_and_ignore_how_the_signal_is_cut(groove44):
+    """Changing the signal from sample s on changes no frame computed from the samples before s, and shows within
+    a hop and a frame; and the frames are the same whatever the block sizes (512, 1000 or everything at once)."""
+    from dreamvid.audio import CausalAnalyzer
+
+    fps, sr = 30000 / 1001, 44100
+    y = groove44[: 4 * sr]
+    s = int(2.5 * sr)
+    changed = y.copy()
+    changed[s:] = 0.5 * np.random.default_rng(0).standard_normal(len(y) - s).astype(np.float32)
+    a, b = _heard(y, sr, fps, 512), _heard(changed, sr, fps, 512)
+    an = CausalAnalyzer(sr=sr, fps=fps)
+    before = [k for k in range(len(a)) if an.frame_end(k) <= s]
+    assert len(before) == 75 and np.array_equal(a[before], b[before])
+    first = next(k for k in range(len(a)) if not np.array_equal(a[k], b[k]))
+    assert s < an.frame_end(first) <= s + an.hop + sr / fps, (first, an.frame_end(first) - s)
+    assert np.array_equal(a, _heard(y, sr, fps, 1000)) and np.array_equal(a, _heard(y, sr, fps, len(y)))
+
+
+def test_causal_analyzer_checks_its_parameters():
+    from dreamvid.audio import CausalAnalyzer
+
+    with pytest.raises(ConfigError, match="memory"):
+        CausalAnalyzer(sr=44100, fps=25, memory=0)
+    with pytest.raises(ConfigError, match="fps"):
+        CausalAnalyzer(sr=44100, fps=0)
+    an = CausalAnalyzer(sr=48000, fps=25)
+    assert (an.hop, an.n_fft) == (512, 2048)
+    silent = an.push(np.zeros((48000, 2), np.float32))  # stereo blocks are averaged; silence is 0
+    assert len(silent) == 26 and all(f.rms == f.energy == f.onset == f.level == 0 for f in silent)  # frames 0..25

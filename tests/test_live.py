@@ -7,7 +7,11 @@ UDP OSC, the page in headless Chromium), tiny frames and few steps.
 * OSC moves change the next frames' strength (their mean change);
 * the page in headless Chromium shows frames updating, in order, and the song playing;
 * bad sources, ports, devices and options are one line each, before a framework is imported;
-* MIDI runs where a virtual port can be opened and is skipped with the reason otherwise.
+* MIDI runs where a virtual port can be opened and is skipped with the reason otherwise;
+* ``--audio-in``: the schedule of what was heard is ``build_schedule`` over the causal features, frame for frame;
+  a file played through the sound card's contract drives a run and is captured exactly beside the recording; the
+  sound card itself is opened where PortAudio finds one, and is one line (and a skip) otherwise;
+* the page's login (``--auth``, which a non-loopback ``--host`` needs): no request gets through without it.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from dreamvid.config import resolve
 from dreamvid.errors import ConfigError
 from dreamvid.keyframes import Timeline, parse
 
-from .conftest import REPO, WEIGHTS_FILE, needs_weights
+from .conftest import EXAMPLES, REPO, WEIGHTS_FILE, needs, needs_weights
 from .media import make_clip, make_song
 
 FPS = 12.0
@@ -84,8 +88,12 @@ def ldreamer():
     return Dreamer(weights=str(WEIGHTS_FILE), seed=0)
 
 
-def _osc_client(port: int):
+def _osc_or_skip() -> None:
     pytest.importorskip("pythonosc", reason="python-osc is not installed (pip install \"dreamvid[live]\")")
+
+
+def _osc_client(port: int):
+    _osc_or_skip()
     from pythonosc.udp_client import SimpleUDPClient
 
     return SimpleUDPClient("127.0.0.1", port)
@@ -119,6 +127,7 @@ def test_live_table_is_checked_with_one_line(table, match):
         resolve({"live": table})
 
 
+@needs("live")
 def test_remote_maps_osc_midi_and_sliders(media):
     """OSC addresses, MIDI messages (mido's, no port needed) and sliders move the mapped keys, clipped to range."""
     mido = pytest.importorskip("mido", reason="mido is not installed (pip install \"dreamvid[live]\")")
@@ -200,7 +209,9 @@ def _offline(media, dreamer, tmp_path, perf: Path):
 
 
 @needs_weights
+@needs("live")
 def test_recorded_performance_replays_exactly_offline(media, ldreamer, tmp_path):
+    _osc_or_skip()
     moves = [(5, "/dreamvid/video/strength", 45.0), (9, "/dreamvid/control/eyes", 0.0), (14, "/dreamvid/pulse", 1.0),
              (20, "/dreamvid/video/strength", 3.0)]
     shown, summary, session = _live(media, ldreamer, tmp_path, moves=moves)
@@ -218,9 +229,11 @@ def test_recorded_performance_replays_exactly_offline(media, ldreamer, tmp_path)
 
 
 @needs_weights
+@needs("live")
 def test_osc_moves_change_the_next_frames_strength_in_real_time(media, ldreamer, tmp_path):
     """Real time (the song's clock on the wall): OSC moves change the strength of the frames after them, and every
     frame live dreamed got exactly the offline schedule's parameters."""
+    _osc_or_skip()
     from dreamvid.live import SongClock
 
     moves = [(0, "/dreamvid/video/strength", 2.0), (int(FPS * 1.2), "/dreamvid/video/strength", 40.0)]
@@ -252,13 +265,17 @@ def _cases(tmp_path: Path, media) -> dict[str, tuple[list, str]]:
     udp.bind(("127.0.0.1", 0))
     _cases.keep = (busy, udp)
     clip, song = media["clip"], media["song"]
+    (media["dir"] / "beats.toml").write_text('[video]\nstrength = "0b:10, 8b:30"\n')
     return {
         "missing source": (["live", tmp_path / "nope.mp4"], r"nope\.mp4 is neither a camera index"),
         "camera": (["live", "7"], r"camera 7 cannot be opened"),
         "not a clip": (["live", media["preset"]], r"tiny\.toml"),
         "page port in use": (["live", clip, "--port", busy.getsockname()[1]], r"cannot listen on 127\.0\.0\.1:\d+: the port is in use"),
         "osc port in use": (["live", clip, "--port", 0, "--osc", udp.getsockname()[1]], r"cannot listen for OSC on .* the port is in use"),
-        "network host": (["live", clip, "--host", "0.0.0.0"], r"--allow-network"),
+        "network host": (["live", clip, "--host", "0.0.0.0"], r"--host 0\.0\.0\.0 opens the page to the network: give the page a login with --auth USER:PASS"),
+        "bad login": (["live", clip, "--host", "0.0.0.0", "--auth", "nopassword"], r"--auth takes USER:PASS"),
+        "song and sound card": (["live", clip, "--song", song, "--audio-in", "default"], r"--song and --audio-in are two sounds"),
+        "sound card and beats": (["live", clip, "--audio-in", "default", "--preset", media["dir"] / "beats.toml"], r"video\.strength counts in beats, but the sound card gives no beat grid: set \[motion\] bpm"),
         "bad size": (["live", clip, "--size", 8], r"--size must be"),
         "bad song": (["live", clip, "--song", tmp_path / "nosong.wav"], r"nosong\.wav"),
         "bad record": (["live", clip, "--record", tmp_path / "perf.txt", "--port", 0], r"ending in \.toml"),
@@ -269,11 +286,14 @@ def _cases(tmp_path: Path, media) -> dict[str, tuple[list, str]]:
 
 
 @pytest.mark.parametrize("case", ["missing source", "camera", "not a clip", "page port in use", "osc port in use",
-                                  "network host", "bad size", "bad song", "bad record", "bad out", "bad preset",
-                                  "bad weights"])
+                                  "network host", "bad login", "song and sound card",
+                                  "sound card and beats", "bad size", "bad song", "bad record", "bad out",
+                                  "bad preset", "bad weights"])
 def test_bad_sources_ports_and_options_are_one_line_before_any_framework(case, tmp_path, media):
     from .test_cli import assert_fails_fast, run_process
 
+    if case == "osc port in use":  # without the live extra, --osc says that instead (tested below)
+        _osc_or_skip()
     args, match = _cases(tmp_path, media)[case]
     proc, elapsed, imported = run_process(*args, cwd=tmp_path)
     assert_fails_fast(proc, elapsed, imported, match)
@@ -305,17 +325,296 @@ def test_midi_port_or_the_reason_it_cannot_open(tmp_path, media):
             session.close()
 
 
-def test_sound_card_or_the_reason_it_cannot_open():
-    """`--audio-in` is not built yet; where PortAudio and a capture device exist this is where its test goes."""
-    try:
-        import sounddevice as sd
+def test_sound_card_or_the_reason_it_cannot_open(tmp_path, media):
+    """Where PortAudio finds a capture device, the sound card streams: its samples reach the analysis, the features
+    of the frames and the clock, for about a second. Elsewhere `--audio-in` is one line, before any framework, that
+    says how to fix it (install PortAudio, connect an input), and this test is skipped with that line."""
+    from dreamvid.errors import InputError
+    from dreamvid.live.soundcard import SoundCard
 
-        devices = [d for d in sd.query_devices() if d["max_input_channels"] > 0]
-    except Exception as e:  # noqa: BLE001 - PortAudio missing, or no ALSA
-        pytest.skip(f"no sound card here: {str(e).splitlines()[0][:80]}")
-    if not devices:
-        pytest.skip("no capture device here")
-    pytest.skip("--audio-in is not built yet (see docs/live.md)")
+    from .test_cli import assert_fails_fast, run_process
+
+    try:
+        card = SoundCard("default")
+    except InputError as e:
+        proc, elapsed, imported = run_process("live", media["clip"], "--port", 0, "--audio-in", "default", cwd=tmp_path)
+        line = assert_fails_fast(proc, elapsed, imported, r"--audio-in.*(PortAudio|sound card input|sounddevice)")
+        assert line == f"error: {e}"
+        pytest.skip(f"no sound card here: {e}")
+    from dreamvid.audio import CausalAnalyzer
+    from dreamvid.live import AudioClock
+    from dreamvid.live.heard import Heard, Listener
+
+    clock = AudioClock(FPS, sr=card.sr)
+    heard = Heard(fps=FPS, sr=card.sr, capacity=64)
+    listener = Listener(card, analyzer=CausalAnalyzer(sr=card.sr, fps=FPS), heard=heard, clock=clock)
+    listener.start()
+    try:
+        assert clock.wait_frame(int(FPS), __import__("threading").Event()), "no sound came for a second"
+    finally:
+        listener.close(ok=True)
+    assert clock.now() >= 1.0 and heard.newest >= FPS and listener.stats["samples"] >= card.sr
+
+
+class _FilePlayer:
+    """A sound card that plays a signal: (n, channels) float32 blocks of 512 samples, at the sound card's pace, from
+    its own thread (the contract ``heard.Listener`` takes), so a live run hears a known sound."""
+
+    name = "a file"
+
+    def __init__(self, y: np.ndarray, sr: int, block: int = 512):
+        import threading
+
+        self.y, self.sr, self.channels, self.block = y, sr, y.shape[1], block
+        self._stop = threading.Event()
+        self._t = None
+
+    def start(self, feed) -> None:
+        import threading
+
+        def play():
+            t0 = time.monotonic()
+            for a in range(0, len(self.y), self.block):
+                if self._stop.wait(max(0.0, t0 + (a + self.block) / self.sr - time.monotonic())):
+                    return
+                feed(self.y[a:a + self.block])
+
+        self._t = threading.Thread(target=play, daemon=True)
+        self._t.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._t is not None:
+            self._t.join()
+
+
+def _heard_features(y: np.ndarray, sr: int, config, n: int):
+    """What the analysis hears of ``y`` (fed in 512-sample blocks), as AudioFeatures of ``n`` frames."""
+    from dreamvid.audio import HEARD_NAMES, AudioFeatures, CausalAnalyzer
+    from dreamvid.audiomap import analysis_options
+
+    an = CausalAnalyzer(sr=sr, fps=FPS, **analysis_options(config.audio))
+    rows = [f.values() for a in range(0, len(y), 512) for f in an.push(y[a:a + 512])]
+    rows = np.asarray(rows[:n], np.float32)
+    assert len(rows) == n
+    return AudioFeatures(fps=FPS, n_frames=n, duration=n / FPS, sr=sr, tempo=0.0, beat_frames=np.zeros(0, np.int64),
+                         **{name: rows[:, i] for i, name in enumerate(HEARD_NAMES)})
+
+
+def _same_params(a, b, where: str) -> None:
+    """Two FrameParams equal but for float rounding (the pulse's tail beyond the frames live looks at: < 1e-6)."""
+    assert (a.dream.steps, a.dream.jitter, a.dream.octaves) == (b.dream.steps, b.dream.jitter, b.dream.octaves), where
+    for x, y in [(a.dream.step_size, b.dream.step_size), (a.dream.octave_scale, b.dream.octave_scale),
+                 (a.blend, b.blend), (a.zoom, b.zoom), (a.intensity, b.intensity), (a.strength, b.strength),
+                 (a.target, b.target), *zip(a.dream.layer_weights, b.dream.layer_weights), *zip(a.motion, b.motion)]:
+        assert x == pytest.approx(y, rel=1e-5, abs=1e-6), f"{where}: {a} != {b}"
+
+
+@pytest.mark.parametrize("preset", ["lysergic", "zoom-tunnel", "tiny"])
+def test_causal_schedule_is_build_schedule_over_what_was_heard(preset, media):
+    """Frame k of the live schedule with --audio-in, computed as live does (when frame k has just been heard, from
+    the last frames heard around frame k's keyframed base), equals frame k of build_schedule over the whole causal
+    history, with keyframed bases (a recorded knob, a layer's schedule), pulses, layer gains and zoom pulses."""
+    from dreamvid import presets
+    from dreamvid.audio import CausalAnalyzer, load_song
+    from dreamvid.audiomap import analysis_options
+    from dreamvid.config import load_toml
+    from dreamvid.live.heard import CausalSchedule, Heard, span_of
+    from dreamvid.schedule import build_schedule
+
+    layer = load_toml(media["preset"]) if preset == "tiny" else presets.load(preset)
+    names = [s.name for s in resolve(layer, preset=preset).dream.layers]
+    knobs = {"video": {"strength": "0:18, 2.5:=30, 5:=10"},
+             "dream": {"layers": ",".join(f"{n}:{{0:1, 3:=2}}" if i == 0 else f"{n}:1" for i, n in enumerate(names))}}
+    if preset == "tiny":  # schedules that read features, on every kind of key
+        knobs["dream"] = {"layers": "mixed3:{0:1, 3:=2},mixed4:{0.5 + 2*high}", "step_size": "0.02*(0.5 + rms)",
+                          "octave_scale": "1.3 + 0.3*low", "jitter": "4 + 8*onset"}
+    cfg = resolve(layer, knobs, preset=preset)
+    sr, n, react = 44100, 90, 1.5  # 7.5 s of the song at 12 fps
+    y = load_song(EXAMPLES / "groove.wav", sr=sr)[0]
+    base = build_schedule(None, {}, base=cfg.dream, blend=cfg.video.blend, n_frames=n, react=react, config=cfg, fps=FPS)
+    heard = Heard(fps=FPS, sr=sr, capacity=span_of(cfg.audio, fps=FPS) + 64)
+    live = CausalSchedule(base, heard, cfg, react=react, fps=FPS)
+    an = CausalAnalyzer(sr=sr, fps=FPS, **analysis_options(cfg.audio))
+    params = {}
+    for a in range(0, len(y), 512):
+        for f in an.push(y[a:a + 512]):
+            heard.put(f)
+            if f.k < n:
+                params[f.k] = live.frame(f.k)  # as the loop takes it: the frame just heard
+    full = build_schedule(_heard_features(y, sr, cfg, n), cfg.audio, base=cfg.dream, blend=cfg.video.blend,
+                          n_frames=n, react=react, config=cfg, fps=FPS)
+    assert sorted(params) == list(range(n))
+    for k in range(n):
+        _same_params(params[k], full.frame(k), f"frame {k}")
+    assert np.array_equal(live.zoom[:n], full.zoom) or np.allclose(live.zoom[:n], full.zoom, atol=1e-6)
+    assert np.ptp(full.step_size) > 0.2 * cfg.dream.step_size  # the music moved it ...
+    assert np.ptp([p.target for p in params.values()]) > 5  # ... and so did the knobs
+    if preset == "zoom-tunnel":  # its zoom pulse, and its camera zoom = "1.012 + 0.02*energy", frame by frame
+        assert np.ptp(live.zoom[:n]) > 0.01 and np.ptp([p.motion[0] for p in params.values()]) > 0.005
+    if preset == "tiny":
+        for field in (lambda p: p.dream.octave_scale, lambda p: p.dream.jitter, lambda p: p.dream.layer_weights[1]):
+            assert len({field(p) for p in params.values()}) > 2
+
+
+@needs_weights
+@needs("live")
+def test_audio_in_drives_the_dream_and_records_what_it_heard(media, ldreamer, tmp_path):
+    """A sound played through the sound card's contract (a stereo file, in real time) drives a live run with an OSC
+    move: every frame dreamed got exactly the schedule of what had been heard (build_schedule over the causal
+    features), the capture beside the recording is the sound heard, as long as the run, and the recording replays
+    offline with it: the same knobs on every frame (the music there is the offline analysis of the capture)."""
+    _osc_or_skip()
+    import soundfile as sf
+
+    from dreamvid import pipeline
+    from dreamvid.audio import load_song
+    from dreamvid.cli import _config
+    from dreamvid.live import LiveOptions, Session
+    from dreamvid.schedule import build_schedule
+
+    sr = 44100
+    mono = load_song(media["song"], sr=sr)[0]
+    sound = np.stack([mono, 0.5 * mono], axis=1)
+    opts = LiveOptions(source=str(media["clip"]), audio_in="test", preset=str(media["preset"]), size=96, fps=FPS,
+                       port=0, osc=0, record=tmp_path / "perf.toml", seconds=SONG_SECONDS, adapt=False, page=False)
+    session = Session.open(opts, sound=_FilePlayer(sound, sr))
+    client = _osc_client(session.osc.port)
+    shown, sent = [], []
+
+    def on_frame(ev):
+        shown.append((ev.k, ev.params))
+        if ev.k >= FPS and not sent:
+            sent.append(ev.k)
+            client.send_message("/dreamvid/video/strength", 45.0)
+
+    summary = session.run(ldreamer, on_frame=on_frame)
+    ks = [k for k, _ in shown]
+    assert ks == sorted(set(ks)) and ks[0] == 0 and len(ks) >= 8 and summary["moves"] == 1, (ks, summary)
+    wav = tmp_path / "perf.wav"
+    got, got_sr = sf.read(str(wav), dtype="float32")
+    assert got_sr == sr and got.shape == (int(SONG_SECONDS * sr), 2), got.shape
+    assert np.abs(got - sound[:len(got)]).max() <= 1.5 / 32768  # the sound heard (16-bit)
+    assert summary["heard"]["capture"] == str(wav) and summary["heard"]["dropped"] == 0
+    assert f"--song {wav}" in (tmp_path / "perf.toml").read_text()
+
+    cfg = _config(str(media["preset"]), tmp_path / "perf.toml")
+    full = build_schedule(_heard_features(sound, sr, cfg, N), cfg.audio, base=cfg.dream, blend=cfg.video.blend,
+                          n_frames=N, react=1.0, config=cfg, fps=FPS)
+    for k, p in shown:
+        _same_params(p, full.frame(k), f"frame {k}")
+    targets = [p.target for _, p in shown]
+    assert max(targets) > 2 * min(targets)  # the knob moved it
+    opts = pipeline.RenderOptions(input=media["clip"], output=tmp_path / "never.mp4", song=wav)
+    offline = pipeline.Film.of(opts, cfg).schedule
+    for k, p in shown:  # the knobs (the keyframed target, before the music's strength) are the same offline
+        q = offline.frame(k)
+        assert p.target / p.strength == pytest.approx(q.target / q.strength, rel=1e-9), k
+
+
+def test_live_page_asks_for_its_login(tmp_path):
+    """With --auth, no request reaches the page without the login (401, the browser asks for it), a wrong one
+    neither, and with it the page, its state and its controls work. A non-loopback host needs it."""
+    import base64
+    import urllib.error
+
+    from dreamvid.live import LiveOptions
+    from dreamvid.live.page import Page
+
+    pulses = []
+    page = Page("127.0.0.1", 0, song=None, on_control=lambda name, v: None, on_pulse=lambda: pulses.append(1),
+                on_clock=lambda t, p: None, state=lambda: {"controls": []}, login=("vj", "s3cret:é"))
+    page.start()
+
+    def ask(path: str, login: str | None, data: bytes | None = None):
+        req = urllib.request.Request(page.url.rstrip("/") + path, data=data)
+        if login is not None:
+            req.add_header("Authorization", "Basic " + base64.b64encode(login.encode()).decode())
+        return urllib.request.urlopen(req, timeout=5)
+
+    try:
+        for path, data in (("/", None), ("/state", None), ("/frame?after=-1", None), ("/pulse", b"{}"),
+                           ("/control", b'{"name": "x", "value": 1}')):
+            for login in (None, "vj:wrong", "vj:s3cret:", "VJ:s3cret:é"):
+                with pytest.raises(urllib.error.HTTPError) as e:
+                    ask(path, login, data)
+                assert e.value.code == 401 and e.value.headers["WWW-Authenticate"].startswith("Basic "), (path, login)
+        assert pulses == []
+        with ask("/", "vj:s3cret:é") as r:
+            assert r.status == 200 and b"dreamvid live" in r.read()
+        with ask("/state", "vj:s3cret:é") as r:
+            assert json.loads(r.read())["controls"] == []
+        with ask("/pulse", "vj:s3cret:é", b"{}") as r:
+            assert r.status == 200 and pulses == [1]
+    finally:
+        page.close()
+    with pytest.raises(ConfigError, match=r"--host 0\.0\.0\.0 opens the page to the network: give the page a login"):
+        LiveOptions(source="0", host="0.0.0.0")
+    assert LiveOptions(source="0", host="0.0.0.0", auth="vj:pw").auth == "vj:pw"
+
+
+def _chromium():
+    """A headless Chromium through selenium, or a skip with the reason."""
+    if importlib.util.find_spec("selenium") is None:
+        pytest.skip("selenium is not installed")
+    if not (shutil.which("chromium") or shutil.which("chromium-browser")) or not shutil.which("chromedriver"):
+        pytest.skip("chromium and chromedriver are not installed (apt-get install chromium chromium-driver)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    opts = Options()
+    for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=800,600",
+              "--autoplay-policy=no-user-gesture-required", "--mute-audio"):
+        opts.add_argument(a)
+    opts.binary_location = shutil.which("chromium") or shutil.which("chromium-browser")
+    try:
+        return webdriver.Chrome(options=opts, service=Service(shutil.which("chromedriver")))
+    except Exception as e:  # noqa: BLE001 - a browser that cannot start here is a skip, with the reason
+        pytest.skip(f"headless chromium does not start here: {str(e).splitlines()[0]}")
+
+
+def test_page_works_in_a_browser_behind_its_login():
+    """In Chromium, the page opened with its login shows the frames and the sliders, and its pulse button gets
+    through (the page's own requests go to its origin, so a login given in the URL does not break them)."""
+    from dreamvid.live.page import Page
+
+    moves = []
+    state = {"controls": [{"name": "strength", "key": "video.strength", "range": [0, 40], "value": 10, "cc": None,
+                           "full": False}], "frame": 3, "quality": {"size": [96, 64]}}
+    page = Page("127.0.0.1", 0, song=None, on_control=lambda name, v: moves.append((name, v)),
+                on_pulse=lambda: moves.append("pulse"), on_clock=lambda t, p: None, state=lambda: state,
+                login=("vj", "s3cret"))
+    page.start()
+    page.show(3, np.full((64, 96, 3), 128, np.uint8), time.monotonic())
+    driver = None
+    try:
+        driver = _chromium()
+        driver.get(f"http://vj:s3cret@127.0.0.1:{page.port}/")
+        deadline = time.monotonic() + 20
+        while driver.execute_script("return lastK") != 3 or not driver.execute_script(
+                "return document.querySelectorAll('#sliders input').length"):
+            assert time.monotonic() < deadline, driver.execute_script("return hud.textContent")
+            time.sleep(0.2)
+        driver.execute_script("document.getElementById('pulse').click()")
+        while "pulse" not in moves or page.stats.get("last") != 3:  # the pulse, and the page's own report
+            assert time.monotonic() < deadline, (moves, page.stats)
+            time.sleep(0.1)
+    finally:
+        if driver is not None:
+            driver.quit()
+        page.close()
+
+
+def test_live_login_can_come_from_the_environment(tmp_path, media, monkeypatch):
+    """$DREAMVID_UI_AUTH (as dreamvid ui reads it) is the login: a network host then passes the access check (the
+    next check, the recording's name, is the one that refuses)."""
+    from .test_cli import assert_fails_fast, run_process
+
+    monkeypatch.setenv("DREAMVID_UI_AUTH", "vj:pw")
+    proc, elapsed, imported = run_process("live", media["clip"], "--host", "0.0.0.0", "--port", 0, "--record",
+                                          tmp_path / "perf.txt", cwd=tmp_path)
+    assert_fails_fast(proc, elapsed, imported, r"ending in \.toml")
 
 
 # ---------------------------------------------------------------------------------------------------------------

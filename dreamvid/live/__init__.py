@@ -8,9 +8,9 @@ rendered offline, gives the same schedule frame for frame (docs/live.md).
 This package is the only importer of the live extra's packages (python-osc, mido, sounddevice, pyvirtualcam).
 """
 
-from .clock import FrameClock, SongClock
+from .clock import AudioClock, FrameClock, SongClock
 from .control import Performance, default_controls
 from .session import LiveFrame, LiveOptions, Pacer, Quality, Session
 
 __all__ = ["LiveOptions", "LiveFrame", "Session", "Performance", "Pacer", "Quality", "SongClock", "FrameClock",
-           "default_controls"]
+           "AudioClock", "default_controls"]

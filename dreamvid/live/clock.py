@@ -1,4 +1,5 @@
-"""The time base of a live run: the song's playback clock, in seconds of the song; frame ``k`` is ``t × fps``."""
+"""The time base of a live run, in seconds; frame ``k`` is ``t × fps``: the song's playback clock (``--song``), the
+sound card's (``--audio-in``: the samples heard), or one frame per frame dreamed (tests)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import math
 import threading
 import time
 
-__all__ = ["SongClock", "FrameClock"]
+__all__ = ["SongClock", "FrameClock", "AudioClock"]
 
 
 class SongClock:
@@ -95,3 +96,61 @@ class FrameClock(SongClock):
 
     def sync(self, t: float, *, playing: bool) -> None:
         pass
+
+
+class AudioClock(SongClock):
+    """The sound card's clock (``--audio-in``): the time is the samples heard over the sample rate, advanced by the
+    listener after it has analysed them, so frame ``k`` is due only once its features are known. It moves in
+    blocks (512 samples: 11.6 ms at 44.1 kHz) and never runs ahead of the sound; the capture's sample ``s`` is at
+    ``s / sr`` seconds on it, so the recorded performance's keyframes line up with the captured WAV.
+
+    Parameters
+    ----------
+    fps : float, the film's frame rate; sr : int, the sound card's sample rate
+    duration : float or None, the run ends there (``--seconds``)
+    """
+
+    def __init__(self, fps: float, *, sr: int, duration: float | None = None):
+        super().__init__(fps, duration=duration)
+        self.sr = int(sr)
+        self._samples = 0
+        self._at: float | None = None  # monotonic time of the last block
+        self._stopped = False
+        self._moved = threading.Condition()
+
+    def start(self) -> None:
+        pass  # the sound card starts it
+
+    def heard(self, samples: int) -> None:
+        """The listener has analysed ``samples`` samples (from the start of the run)."""
+        with self._moved:
+            self._samples = max(self._samples, int(samples))
+            self._at = time.monotonic()
+            self._moved.notify_all()
+
+    def stop(self) -> None:
+        """The sound stopped for good (an error): the run ends."""
+        with self._moved:
+            self._stopped = True
+            self._moved.notify_all()
+
+    def now(self) -> float:
+        return self._samples / self.sr
+
+    def wall_of(self, t: float) -> float:
+        with self._moved:
+            at = self._at if self._at is not None else time.monotonic()
+            return at + (t - self._samples / self.sr)
+
+    def sync(self, t: float, *, playing: bool) -> None:
+        pass  # the page plays nothing: the sound card is the clock
+
+    def wait_frame(self, k: int, stop: threading.Event) -> bool:
+        due = math.ceil(k * self.sr / self.fps - 1e-9)  # the samples frame k is computed from (CausalAnalyzer's)
+        with self._moved:
+            while self._samples < due and not stop.is_set() and not self._stopped:
+                self._moved.wait(0.05)
+        return not stop.is_set() and not self._stopped
+
+    def ended(self) -> bool:
+        return self._stopped or super().ended()

@@ -4,13 +4,18 @@ A small HTTP server (the standard library's, in its own threads) with a fixed se
 ``/`` the page, ``/frame`` the newest frame as JPEG (long-polled), ``/song`` the song file, ``/state`` the
 controls, the loop's choices and the page's own measures as JSON; ``POST /control``, ``/pulse``, ``/clock``
 (the page's playback time, the run's time base) and ``/stats``. No other file is ever served.
+
+With a login (``--auth USER:PASS``, which a non-loopback ``--host`` needs: ``dreamvid.access``, the rule ``dreamvid
+ui`` follows too), every request must carry it (HTTP Basic, compared in constant time); any other gets 401.
 """
 
 from __future__ import annotations
 
-import ipaddress
+import base64
+import hmac
 import json
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -22,28 +27,22 @@ from urllib.parse import parse_qs, urlparse
 import cv2
 import numpy as np
 
-from ..errors import ConfigError, InputError
+from ..errors import InputError
 
-__all__ = ["Page", "check_host"]
+__all__ = ["Page"]
 
 _SONG_TYPES = {".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg", ".mp3": "audio/mpeg",
                ".m4a": "audio/mp4", ".aac": "audio/aac", ".opus": "audio/ogg", ".webm": "audio/webm"}
 
 
-def check_host(host: str, *, allow_network: bool) -> None:
-    """A loopback address, or ``allow_network``: the page has no login, so anything else serves it to the network."""
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        raise ConfigError(f"--host {host!r} is not an IP address (e.g. 127.0.0.1)") from None
-    if not loopback and not allow_network:
-        raise ConfigError(f"--host {host} would serve the live page (no login) to the network: pass --allow-network "
-                          "as well if that is what you want")
-
-
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = False
+
+    def handle_error(self, request, client_address) -> None:
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):  # a page closed while it was answered
+            return
+        super().handle_error(request, client_address)
 
 
 class Page:
@@ -56,12 +55,14 @@ class Page:
     on_control : ``(name_or_key, value)`` from a slider
     on_pulse, on_clock : the pulse button; the page's playback time ``(t, playing)``
     state : callable returning the JSON state (controls, the loop's choices)
+    login : ``(user, password)`` every request must carry (HTTP Basic), or None (``dreamvid.access.check_access``)
     """
 
     def __init__(self, host: str, port: int, *, song: Path | None, on_control: Callable[[str, float], Any],
                  on_pulse: Callable[[], Any], on_clock: Callable[[float, bool], None],
-                 state: Callable[[], dict[str, Any]], quality: int = 85):
+                 state: Callable[[], dict[str, Any]], quality: int = 85, login: tuple[str, str] | None = None):
         self.song, self.quality = song, quality
+        self._login = None if login is None else b"Basic " + base64.b64encode(f"{login[0]}:{login[1]}".encode())
         self.on_control, self.on_pulse, self.on_clock, self.state = on_control, on_pulse, on_clock, state
         self._cond = threading.Condition()
         self._frame: tuple[int, np.ndarray, float] | None = None
@@ -138,7 +139,23 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
+    def _allowed(self) -> bool:
+        """The login, where the page has one: else 401 (the browser asks for it) and False."""
+        want = self.owner._login
+        if want is None:
+            return True
+        got = self.headers.get("Authorization", "").strip().encode("latin-1", "replace")
+        if hmac.compare_digest(got, want):
+            return True
+        if self.command == "POST":  # what the client sent is not read: do not reuse the connection
+            self.close_connection = True
+        self._send(401, b"login needed", "text/plain",
+                   {"WWW-Authenticate": 'Basic realm="dreamvid live", charset="UTF-8"'})
+        return False
+
     def do_GET(self):
+        if not self._allowed():
+            return
         url = urlparse(self.path)
         page = self.owner
         if url.path == "/":
@@ -192,6 +209,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(code, body, ctype, headers)
 
     def do_POST(self):
+        if not self._allowed():
+            return
         page = self.owner
         try:
             n = min(int(self.headers.get("Content-Length", "0")), 65536)
@@ -243,7 +262,10 @@ body.idle #panel,body.idle #hud{opacity:.15}
 const view = document.getElementById('view'), ctx = view.getContext('2d'), hud = document.getElementById('hud');
 const song = document.getElementById('song'), sliders = document.getElementById('sliders');
 let after = -1, shown = [], lastK = -1, inOrder = true, state = {}, dragging = null;
-const post = (path, body) => fetch(path, {method: 'POST', headers: {'Content-Type': 'application/json'},
+// the page's own addresses from its origin: a URL with the login in it (http://user:pass@host/) would make
+// every fetch() of a relative path refuse to run
+const at = path => location.origin + path;
+const post = (path, body) => fetch(at(path), {method: 'POST', headers: {'Content-Type': 'application/json'},
                                          body: JSON.stringify(body)}).catch(() => {});
 function fit(bmp) {
   const w = window.innerWidth, h = window.innerHeight, s = Math.min(w / bmp.width, h / bmp.height);
@@ -254,7 +276,7 @@ function fit(bmp) {
 async function frames() {
   for (;;) {
     try {
-      const r = await fetch('/frame?after=' + after, {cache: 'no-store'});
+      const r = await fetch(at('/frame?after=' + after), {cache: 'no-store'});
       if (r.status === 204) continue;
       if (!r.ok) throw new Error(r.status);
       const k = +r.headers.get('X-Frame'), cap = +r.headers.get('X-Captured');
@@ -265,6 +287,11 @@ async function frames() {
       shown.push({at: performance.now(), lat: Date.now() - cap});
     } catch (e) { await new Promise(r => setTimeout(r, 500)); }
   }
+}
+const bar = x => '▮'.repeat(Math.round(8 * (x || 0))).padEnd(8, '·');
+function heard(h) {  // --audio-in: what the sound card hears, as the dream sees it
+  if (!h) return '';
+  return `\n${h.sound}: level ${bar(h.energy)} onset ${bar(h.onset)}  low ${bar(h.low)} mid ${bar(h.mid)} high ${bar(h.high)}`;
 }
 function median(a) { if (!a.length) return null; const s = [...a].sort((x, y) => x - y); return s[s.length >> 1]; }
 function stats() {
@@ -287,15 +314,16 @@ function slider(c) {
 }
 async function poll() {
   try {
-    state = await (await fetch('/state', {cache: 'no-store'})).json();
+    state = await (await fetch(at('/state'), {cache: 'no-store'})).json();
     (state.controls || []).forEach(slider);
     const s = stats(), q = state.quality || {};
     hud.textContent = `${s.fps.toFixed(1)} fps shown   latency ${s.latency_ms == null ? '–' : Math.round(s.latency_ms)} ms\n` +
       `frame ${state.frame ?? '–'}   t ${(state.t ?? 0).toFixed(2)} s   dream ${(state.dream_fps ?? 0).toFixed(1)} fps\n` +
       `chosen: ${q.size ? q.size.join('×') : '–'} px, ${q.octaves ?? '–'} octaves, ${q.steps ?? '–'} steps` +
-      (state.adapt ? '  (holding ' + state.fps + ' fps)' : '') + (state.recording ? '\n● recording' : '');
+      (state.adapt ? '  (holding ' + state.fps + ' fps)' : '') + heard(state.heard) +
+      (state.recording ? '\n● recording' : '');
     if (state.song && song.src === '') {
-      song.src = '/song';
+      song.src = at('/song');
       song.addEventListener('loadedmetadata', () => { song.currentTime = state.t || 0; start(); }, {once: true});
     }
     post('/stats', s);

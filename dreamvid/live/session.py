@@ -6,6 +6,10 @@ looped clip or the infinite zoom (:mod:`.source`), prepared in its own thread; e
 ``pipeline.film_schedule`` a render uses); the sinks are the page (:mod:`.page`), ``--out`` (``video.FrameWriter``
 in a ``threads.Behind`` worker, then ``publish``) and a virtual camera. :class:`Pacer` closes the loop on the
 frame rate by choosing each frame's size, steps and carried octaves.
+
+The sound is a song file (``--song``: its offline features, its playback on the page as the clock) or the sound
+card (``--audio-in``: :mod:`.heard`'s causal features and schedule, the samples heard as the clock, the capture
+written beside ``--record``'s preset so the render can replay it).
 """
 
 from __future__ import annotations
@@ -26,14 +30,19 @@ import cv2
 import numpy as np
 
 from .. import metrics, pipeline, presets, publish, video
+from ..access import check_access
+from ..audio import CausalAnalyzer
+from ..audiomap import analysis_options
 from ..coherence import Coherence
-from ..errors import ConfigError, OutputError
+from ..config import resolve
+from ..errors import ConfigError, DreamvidError, OutputError
 from ..fsutil import check_output
 from ..options import RenderOptions, check_option
 from ..threads import Behind, close_quietly
-from .clock import FrameClock, SongClock
+from .clock import AudioClock, FrameClock, SongClock
 from .control import Performance
-from .page import Page, check_host
+from .heard import CausalSchedule, Heard, Listener, check_config, span_of
+from .page import Page
 from .remote import OscServer, Remote, check_osc, need, open_midi
 from .source import Still, open_source, Prepared, Preparer
 
@@ -48,10 +57,13 @@ class LiveOptions:
     ----------
     source : a camera index (``"0"``), a clip (looped) or an image (the infinite zoom)
     song : the song: its features drive the schedule and its playback on the page is the clock
+    audio_in : the sound card instead (``"default"``, a device number or part of its name): its causal features
+        drive the schedule and its samples are the clock; ``record`` also writes the capture (a WAV beside it)
     preset : preset name or path (default: lysergic, zoom-tunnel for an image)
     size : the long side of the dream in pixels (the pacer may go down to half of it)
     fps : the frame rate held (default: the clip's or camera's, 25 for an image)
-    host, port, allow_network : where the page is served (loopback unless ``allow_network``); port 0: any free one
+    host, port : where the page is served; port 0: any free one
+    auth : ``USER:PASS``, the page's login (HTTP Basic); a host that is not a loopback address needs it
     osc : a UDP port for OSC, or None; midi : a MIDI input port name, "" for the first one, or None
     record : write the performance here (a preset of keyframe schedules); out : write what was shown here (.mp4)
     seconds : stop after this many seconds of the song's clock (default: at the song's end, or on Ctrl-C)
@@ -63,12 +75,13 @@ class LiveOptions:
 
     source: str
     song: Path | None = None
+    audio_in: str | None = None
     preset: str | None = None
     size: int = 256
     fps: float | None = None
     host: str = "127.0.0.1"
     port: int = 8765
-    allow_network: bool = False
+    auth: str | None = None
     osc: int | None = None
     midi: str | None = None
     record: Path | None = None
@@ -92,7 +105,10 @@ class LiveOptions:
             raise ConfigError(f"--port must be from 1 to 65535 (0: any free one), got {self.port}")
         if self.osc is not None:
             check_osc(self.osc)
-        check_host(self.host, allow_network=self.allow_network)
+        if self.song is not None and self.audio_in is not None:
+            raise ConfigError("--song and --audio-in are two sounds: play a song file or listen to the sound card, "
+                              "not both")
+        check_access(host=self.host, auth=self.auth)
 
 
 @dataclass(frozen=True)
@@ -240,7 +256,7 @@ class _Out:
             shutil.rmtree(self.work, ignore_errors=True)
             return None
         final = self.work / "final.mp4"
-        publish.join([self.work / "live.mp4"], self.work, final, song=self.song, on_warning=on_warning)
+        publish.join([self.work / "live.mp4"], self.work, final, crf=None, song=self.song, on_warning=on_warning)
         publish.place_all([(final, self.path)], overwrite=self.overwrite, work=self.work)
         shutil.rmtree(self.work, ignore_errors=True)
         return self.path
@@ -278,22 +294,28 @@ class Session:
         self.source = None
         self.page = self.osc = self.midi = None
         self.remote = None
+        self.sound = self.heard = self.analyzer = None  # --audio-in
+        self.wav: Path | None = None  # --audio-in with --record: the capture, beside the preset
 
     @classmethod
-    def open(cls, opts: LiveOptions, *, on_warning=None, clock: SongClock | None = None) -> Session:
-        """Open the source, check the song, the preset and the outputs, bind the page's and OSC's ports and open
-        MIDI: each mistake is one line (a ``DreamvidError``) and nothing is left open."""
+    def open(cls, opts: LiveOptions, *, on_warning=None, clock: SongClock | None = None, sound=None) -> Session:
+        """Open the source, check the song, the preset and the outputs, open the sound card, bind the page's and
+        OSC's ports and open MIDI: each mistake is one line (a ``DreamvidError``) and nothing is left open.
+        ``sound`` replaces the sound card of ``--audio-in`` (anything with ``sr``, ``channels``, ``name``,
+        ``start(feed)`` and ``close()``: tests play a file through it)."""
         self = cls(opts, on_warning=on_warning)
         try:
-            self._open(clock)
+            self._open(clock, sound)
         except BaseException:
             self.close()
             raise
         return self
 
-    def _open(self, clock) -> None:
+    def _open(self, clock, sound) -> None:
         opts = self.opts
-        for path in (opts.record, opts.out):
+        if opts.record is not None and opts.audio_in is not None:
+            self.wav = Path(opts.record).with_suffix(".wav")
+        for path in (opts.record, opts.out, self.wav):
             if path is not None:
                 check_output(path, overwrite=opts.overwrite)
         if opts.out is not None:
@@ -306,6 +328,9 @@ class Session:
             video.check_song(opts.song)
         name = opts.preset or ("zoom-tunnel" if _is_image(opts.source) else presets.DEFAULT)
         self.preset_name, self.preset_layer = name, presets.load(name)
+        base = resolve(self.preset_layer, preset=name) if opts.audio_in is not None else None
+        if base is not None:
+            check_config(base)
         self.source = open_source(opts.source)
         self.fps = float(opts.fps or (self.source.fps if self.source.kind != "image" else 25.0))
         check_option("fps", round(self.fps, 6))
@@ -318,6 +343,16 @@ class Session:
         if opts.seconds is not None:
             duration = opts.seconds if duration is None else min(duration, opts.seconds)
         self.duration = duration
+        if opts.audio_in is not None:  # the sound card: its samples are the clock, its causal features the music
+            if sound is None:
+                from .soundcard import SoundCard
+
+                sound = SoundCard(opts.audio_in)
+            self.sound = sound
+            table = base.audio  # the knobs cannot move [audio]: fixed for the run
+            self.heard = Heard(fps=self.fps, sr=sound.sr, capacity=span_of(table, fps=self.fps) + 64)
+            self.analyzer = CausalAnalyzer(sr=sound.sr, fps=self.fps, **analysis_options(table))
+            clock = AudioClock(self.fps, sr=sound.sr, duration=duration)
         self.clock = clock or SongClock(self.fps, duration=duration)
         self.clock.duration = duration
         self.n = max(1, math.ceil((duration if duration is not None else 3600.0) * self.fps - 1e-6))
@@ -329,7 +364,7 @@ class Session:
         if opts.page:
             self.page = Page(opts.host, opts.port, song=opts.song, on_control=self.remote.slider,
                              on_pulse=self.remote.pulse, on_clock=lambda t, p: self.clock.sync(t, playing=p),
-                             state=self.state)
+                             state=self.state, login=check_access(host=opts.host, auth=opts.auth))
         if opts.osc is not None:
             self.osc = OscServer(self.remote, opts.host, opts.osc)
         if opts.midi is not None:
@@ -337,7 +372,15 @@ class Session:
         self._state: dict[str, Any] = {}
 
     def _schedule_of(self, config):
-        return pipeline.film_schedule(self.ropts, config, self.fps, self.n)[0]
+        schedule = pipeline.film_schedule(self.ropts, config, self.fps, self.n)[0]
+        if self.heard is None:
+            return schedule
+        return CausalSchedule(schedule, self.heard, config, react=self.opts.react, fps=self.fps)
+
+    @property
+    def song(self) -> Path | None:
+        """The sound the recording replays with: the song, or the sound card's capture."""
+        return self.opts.song if self.opts.song is not None else self.wav
 
     @property
     def config(self):
@@ -345,8 +388,9 @@ class Session:
 
     def state(self) -> dict[str, Any]:
         """What the page shows: the controls, the clock, the pacer's choice, the dream's rate."""
+        heard = {"sound": self.sound.name, **(self.heard.latest() or {})} if self.sound is not None else None
         return dict(self._state, controls=self.perf.controls(), t=self.clock.now(), fps=self.fps,
-                    adapt=self.opts.adapt, recording=self.opts.record is not None)
+                    adapt=self.opts.adapt, recording=self.opts.record is not None, heard=heard)
 
     # -- the run ---------------------------------------------------------------------------------------------
     def run(self, dreamer, *, on_ready: Callable[[str | None], None] | None = None,
@@ -366,6 +410,7 @@ class Session:
         latencies: list[float] = []
         ok = False
         saved = [0]
+        listener, failure = None, None
         t_start = time.monotonic()
         try:
             if self.page is not None:
@@ -374,6 +419,11 @@ class Session:
                 self.osc.start()
             if on_ready:
                 on_ready(self.page.url if self.page is not None else None)
+            if self.sound is not None:  # the capture goes beside the recording, or into --out's work folder
+                wav = self.wav or (out.work / "heard.wav" if out is not None else None)
+                listener = Listener(self.sound, analyzer=self.analyzer, heard=self.heard, clock=self.clock, wav=wav,
+                                    overwrite=opts.overwrite or self.wav is None, on_warning=self.on_warning)
+                listener.start()
             self.clock.start()
             coherences: dict[int, Coherence] = {}
             prev_out, prev_k = None, None
@@ -416,7 +466,7 @@ class Session:
                     self.clock.advance()
                 if opts.record is not None and self.perf.changes != saved[0] and time.monotonic() - saved[-1] > 2:
                     saved[:] = [self.perf.changes, time.monotonic()]
-                    self.perf.write(opts.record, song=opts.song, source=opts.source, overwrite=True)
+                    self.perf.write(opts.record, song=self.song, source=opts.source, overwrite=True)
                 prev_out, prev_k, q = out_img, k, q_next
             ok = True
         except KeyboardInterrupt:  # the end of a performance: what was played is written
@@ -425,14 +475,29 @@ class Session:
         finally:
             stop.set()
             prep.close()
+            captured = None
+            if listener is not None:
+                try:
+                    captured = listener.close(ok=ok)
+                except DreamvidError as e:
+                    failure, ok = e, False
+                summary["heard"] = {"sound": self.sound.name, "sr": self.sound.sr, "seconds":
+                                    round(listener.stats["samples"] / self.sound.sr, 3),
+                                    "dropped": listener.stats["dropped"],
+                                    "overflows": int(getattr(self.sound, "overflows", 0)),
+                                    "capture": str(captured) if captured is not None and self.wav else None}
             if vcam is not None:
                 vcam.close()
             if self.page is not None:
                 summary["page"] = dict(self.page.stats)
             self.close()
+            if out is not None and captured is not None:
+                out.song = captured  # --out carries the sound heard
             written = out.finish(ok=ok, on_warning=self.on_warning) if out is not None else None
+        if failure is not None:
+            raise failure
         if opts.record is not None:
-            self.perf.write(opts.record, song=opts.song, source=opts.source, overwrite=True)
+            self.perf.write(opts.record, song=self.song, source=opts.source, overwrite=True)
         elapsed = max(1e-9, time.monotonic() - t_start)
         lat = np.asarray(latencies, np.float64)
         summary.update(fps=round(summary["frames"] / elapsed, 3), seconds=round(elapsed, 3),
@@ -474,6 +539,9 @@ class Session:
             with contextlib.suppress(Exception):
                 self.midi.close()
             self.midi = None
+        if self.sound is not None:
+            with contextlib.suppress(Exception):
+                self.sound.close()
         if self.source is not None:
             self.source.close()
 

@@ -224,6 +224,7 @@ class Preparer:
             return None
         t = time.perf_counter()
         schedule = self.perf.begin(k)
+        schedule.frame(k)  # its parameters are fixed now: with --audio-in, from what was heard up to frame k
         due = self.clock.wall_of(k / self.clock.fps)
         raw, captured = self.source.raw(k, size, due)
         if self.track is None:

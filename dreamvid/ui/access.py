@@ -7,18 +7,19 @@
 * **Only what the page shows is served**: the checked uploads (``inputs/``), the renders (``renders/``), the strip
   (``strips/``) and the song's plot; never the saved presets, ``ui.log`` or anything else in the folder.
 * **A page others can reach has a login.** ``--share`` (a public link) and a ``--host`` that is not a loopback
-  address need ``--auth USER:PASS`` (gradio's own login).
+  address need ``--auth USER:PASS`` (gradio's own login): :func:`dreamvid.access.check_access`, the rule ``dreamvid
+  live`` follows too.
 """
 
 from __future__ import annotations
 
 import errno
 import importlib.util
-import ipaddress
 import os
 import socket
 from pathlib import Path
 
+from ..access import check_access  # the rule both front ends share (dreamvid/access.py)
 from ..errors import ConfigError, DreamvidError, OutputError
 
 __all__ = ["MissingDependency", "check_available", "check_workdir", "check_access", "check_port", "served", "OWN",
@@ -69,34 +70,6 @@ def check_workdir(workdir: str | os.PathLike) -> Path:
 def served(workdir: Path) -> list[str]:
     """The paths the server may hand out: what the page shows (see the module notes)."""
     return [str(workdir / "inputs"), str(workdir / "renders"), str(workdir / "strips"), str(workdir / PLOT)]
-
-
-def _loopback(host: str) -> bool:
-    """Whether every address ``host`` names is a loopback address (this machine only)."""
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        pass
-    try:
-        infos = socket.getaddrinfo(host, None)
-    except OSError:
-        return False
-    return bool(infos) and all(ipaddress.ip_address(i[4][0].split("%")[0]).is_loopback for i in infos)
-
-
-def check_access(*, host: str, share: bool, auth: str | None) -> tuple[str, str] | None:
-    """The login ``(user, password)`` from ``--auth USER:PASS``, or None; :class:`ConfigError` if it is malformed,
-    or missing where the page is open to others (``--share``, or a ``--host`` that is not a loopback address)."""
-    login = None
-    if auth is not None:
-        user, sep, password = auth.partition(":")
-        if not (sep and user.strip() and password):
-            raise ConfigError("--auth takes USER:PASS, a user name and a password separated by ':'")
-        login = (user.strip(), password)
-    if login is None and (share or not _loopback(host)):
-        why = "--share makes a public link" if share else f"--host {host} opens the page to the network"
-        raise ConfigError(f"{why}: give the page a login with --auth USER:PASS (or $DREAMVID_UI_AUTH)")
-    return login
 
 
 def check_port(host: str, port: int) -> None:
