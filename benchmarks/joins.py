@@ -216,8 +216,9 @@ def candidates(crf: int) -> dict[str, tuple[object, int]]:
         "no-deblock, aq-mode=2": (lambda f, d, c, s: today(f, d, c, s, params="no-deblock=1:aq-mode=2"), SEG),
         "segments of 96": (lambda f, d, c, s: today(f, d, c, s, seg=96), 96),
         "carry: keyframe repeats the last frame, QP 0": (carry, SEG),
-        f"pieces at crf {p + 4} + one encode at publish": (lambda f, d, c, s: pieces(f, d, c, s, piece=p + 4), SEG),
-        f"pieces at crf {p} (piece=True) + one encode at publish": (pieces, SEG),
+        "pieces at crf 6 + one encode at publish": (lambda f, d, c, s: pieces(f, d, c, s, piece=6), SEG),
+        "pieces at crf 2 + one encode at publish": (lambda f, d, c, s: pieces(f, d, c, s, piece=2), SEG),
+        f"lossless pieces (crf {p}, piece=True) + one encode at publish": (pieces, SEG),
     }
 
 
@@ -269,8 +270,8 @@ def speed(work: Path, preset: str, n: int = 48) -> None:
     print(f"\nx264 at 1920x1080, {n} frames of dense texture panning 0.7 px a frame ({preset} unless named):\n")
     print("| encode | frames/s | kB per frame |\n|---|---|---|")
     for name, crf, pre, piece in (("output, crf 18", 18, preset, False), ("output, crf 18, veryfast", 18, "veryfast", False),
-                                  ("piece of crf 18 (crf 6)", 18, preset, True),
-                                  ("piece of crf 18 (crf 6), veryfast", 18, "veryfast", True),
+                                  ("piece of crf 18 (lossless)", 18, preset, True),
+                                  ("piece of crf 18 (lossless), veryfast", 18, "veryfast", True),
                                   ("lossless (crf 0), ultrafast", 0, "ultrafast", False)):
         path = work / "speed.mp4"
         t = time.perf_counter()
