@@ -604,8 +604,7 @@ def live(
         warn(f"the sound card's blocks came faster than they were taken: {heard['dropped']} dropped here, "
              f"{heard['overflows']} lost by PortAudio (a busy machine: try a smaller --size)")
     if summary["record"]:
-        say(err, f"replay: dreamvid render CLIP -o OUT.mp4{f' --song {session.song}' if session.song else ''}"
-                 f"{f' --preset {session.preset_name}' if preset else ''} --config {summary['record']}")
+        say(err, f"replay: {summary['replay']}")
 
 
 @app.command()

@@ -27,6 +27,7 @@ or one ConfigError, never another exception.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -73,15 +74,21 @@ _MAX_DEPTH = 60
 
 @dataclass(frozen=True, eq=False)
 class Timeline:
-    """The axes a schedule is evaluated over: one entry per video frame.
+    """The axes a schedule is evaluated over: one entry per video frame, of the film or of a range of it.
+
+    A film has ``n`` frames; a timeline covers its frames ``start .. start + count`` (all of them by default), so
+    frames a..b of a film are evaluated as the whole film evaluates them there: ``t``, ``frame``, ``progress``,
+    ``length``, beats and ``%`` keyframes are the film's.
 
     Attributes
     ----------
-    n : int >= 1, number of frames
+    n : int >= 1, number of frames of the film
     fps : float > 0
-    beat_frames : int64 (m,) or None, frames of the tracked beats (beat ``i`` on ``beat_frames[i]``)
+    beat_frames : int64 (m,) or None, film frames of the tracked beats (beat ``i`` on ``beat_frames[i]``)
     bpm : float, the tempo for beats when there are fewer than two tracked beats (0: none)
-    features : mapping feature name -> float (n,) in [0, 1]; missing features are 0
+    features : mapping feature name -> float (count,) in [0, 1], entry ``i`` on film frame ``start + i``; missing
+        features are 0
+    start : int >= 0, the first film frame covered; count : int or None, frames covered (None: to the film's end)
     """
 
     n: int
@@ -89,20 +96,35 @@ class Timeline:
     beat_frames: np.ndarray | None = None
     bpm: float = 0.0
     features: Mapping[str, np.ndarray] = field(default_factory=dict)
+    start: int = 0
+    count: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.start < self.n or not 1 <= self.size <= self.n - self.start:
+            raise ValueError(f"frames {self.start}..{self.start + self.size} are not within the film's {self.n}")
 
     @classmethod
-    def of(cls, n: int, fps: float, features=None, *, bpm: float = 0.0) -> Timeline:
-        """From an :class:`~dreamvid.audio.AudioFeatures` (or None: no song, beats at ``bpm``)."""
+    def of(cls, n: int, fps: float, features=None, *, bpm: float = 0.0, frames: range | None = None) -> Timeline:
+        """From an :class:`~dreamvid.audio.AudioFeatures` (or None: no song, beats at ``bpm``), over the film's
+        ``frames`` (default: all ``n``); the features' rows are those frames (row ``i``: film frame
+        ``frames[i]``), their ``beat_frames`` the film's."""
+        start, count = (0, int(n)) if frames is None else (frames.start, len(frames))
         if features is None:
-            return cls(n=int(n), fps=float(fps), bpm=float(bpm))
-        feats = {name: np.asarray(features.feature(name)[:n], np.float64) for name in FEATURES}
+            return cls(n=int(n), fps=float(fps), bpm=float(bpm), start=start, count=count)
+        feats = {name: np.asarray(features.feature(name)[:count], np.float64) for name in FEATURES}
         bpm = float(features.tempo) if features.tempo > 0 else float(bpm)
         return cls(n=int(n), fps=float(fps), beat_frames=np.asarray(features.beat_frames, np.float64), bpm=bpm,
-                   features=feats)
+                   features=feats, start=start, count=count)
+
+    @property
+    def size(self) -> int:
+        """The number of frames covered."""
+        return self.n - self.start if self.count is None else int(self.count)
 
     @property
     def frame(self) -> np.ndarray:
-        return np.arange(self.n, dtype=np.float64)
+        """The film frames covered [shape=(size,), dtype=float64]."""
+        return np.arange(self.start, self.start + self.size, dtype=np.float64)
 
     @property
     def t(self) -> np.ndarray:
@@ -387,7 +409,7 @@ class Curve:
         return v if math.isfinite(v) else 0.0
 
     def evaluate(self, timeline: Timeline) -> np.ndarray:
-        """The value on every frame [shape=(timeline.n,), dtype=float64].
+        """The value on every frame the timeline covers [shape=(timeline.size,), dtype=float64].
 
         Raises
         ------
@@ -395,51 +417,56 @@ class Curve:
             Beats are used with neither a song's beats nor a tempo; keyframes are out of time order; the
             expression gives a non-finite value (division by zero, log of 0, ...) on some frame.
         """
-        n = timeline.n
+        n, m = timeline.n, timeline.size
         if self.kind == "keyframes":
             return self._interpolate(timeline)
-        env: dict[str, np.ndarray] = {"frame": timeline.frame, "t": timeline.t, "fps": np.full(n, timeline.fps),
-                                      "progress": timeline.frame / max(n - 1, 1), "length": np.full(n, n / timeline.fps)}
+        env: dict[str, np.ndarray] = {"frame": timeline.frame, "t": timeline.t, "fps": np.full(m, timeline.fps),
+                                      "progress": timeline.frame / max(n - 1, 1), "length": np.full(m, n / timeline.fps)}
         for name in FEATURES:
-            env[name] = timeline.features.get(name, np.zeros(n))
+            env[name] = timeline.features.get(name, np.zeros(m))
         if "beat" in self.names:
             env["beat"] = timeline.beat_of_frame(timeline.frame, key=self.key)
         with np.errstate(all="ignore"):
-            out = np.broadcast_to(np.asarray(_run(self._code, env), np.float64), (n,)).copy()
+            out = np.broadcast_to(np.asarray(_run(self._code, env), np.float64), (m,)).copy()
         bad = ~np.isfinite(out)
         if bad.any():
-            k = int(np.argmax(bad))
+            k = timeline.start + int(np.argmax(bad))
             raise ConfigError(f"{self.key} = {_excerpt(self.text, 0)} is not a finite number at t = "
                               f"{k / timeline.fps:.3f} s (frame {k}); guard divisions and logs, e.g. max(x, 0.001)")
         return out
 
-    def _interpolate(self, timeline: Timeline) -> np.ndarray:
+    @functools.cached_property
+    def _arrays(self) -> dict[str, np.ndarray]:
+        """The keyframes as arrays (built once: a recorded performance is evaluated over and over, a frame range at a
+        time)."""
         keys = self._keys
-        pos = np.empty(len(keys))
-        for i, k in enumerate(keys):
-            if k.unit == "b":
-                pos[i] = float(timeline.frame_of_beat(np.array([k.at]), key=self.key)[0])
-            elif k.unit == "f":
-                pos[i] = k.at
-            elif k.unit == "%":
-                pos[i] = k.at / 100.0 * max(timeline.n - 1, 1)
-            else:
-                pos[i] = k.at * timeline.fps
+        return {"at": np.array([k.at for k in keys], np.float64), "unit": np.array([k.unit for k in keys]),
+                "value": np.array([k.value for k in keys], np.float64),
+                "smooth": np.array([k.smooth for k in keys], bool), "hold": np.array([k.hold for k in keys], bool)}
+
+    def _interpolate(self, timeline: Timeline) -> np.ndarray:
+        keys, a = self._keys, self._arrays
+        at, unit = a["at"], a["unit"]
+        pos = at * timeline.fps  # seconds
+        pos = np.where(unit == "f", at, pos)
+        pos = np.where(unit == "%", at / 100.0 * max(timeline.n - 1, 1), pos)
+        beats = unit == "b"
+        if beats.any():
+            pos[beats] = timeline.frame_of_beat(at[beats], key=self.key)
         if np.any(np.diff(pos) < -1e-9):
             i = int(np.argmax(np.diff(pos) < -1e-9)) + 1
             raise ConfigError(f"{self.key}: keyframe {i + 1} ({_fmt_time(keys[i])}) comes before the one ahead of "
                               f"it ({_fmt_time(keys[i - 1])}) in {_excerpt(self.text, 0)}; list keyframes in time "
                               "order")
-        vals = np.array([k.value for k in keys])
+        vals = a["value"]
         f = timeline.frame
         i = np.clip(np.searchsorted(pos, f, side="right") - 1, 0, len(keys) - 1)
         j = np.minimum(i + 1, len(keys) - 1)
         span = pos[j] - pos[i]
         u = np.where(span > 0, (f - pos[i]) / np.where(span > 0, span, 1.0), 0.0)
         u = np.clip(u, 0.0, 1.0)
-        smooth = np.array([k.smooth for k in keys])[j]
-        u = np.where(smooth, u * u * (3.0 - 2.0 * u), u)
-        u = np.where(np.array([k.hold for k in keys])[j], 0.0, u)  # a hold keyframe: a step when it is reached
+        u = np.where(a["smooth"][j], u * u * (3.0 - 2.0 * u), u)
+        u = np.where(a["hold"][j], 0.0, u)  # a hold keyframe: a step when it is reached
         out = vals[i] + (vals[j] - vals[i]) * u
         out = np.where(f < pos[0], vals[0], out)
         return np.where(f >= pos[-1], vals[-1], out)
@@ -459,6 +486,22 @@ def parse(text: str, *, key: str) -> Curve:
     """
     if not isinstance(text, str):
         raise ConfigError(f"{key} must be a number or a schedule string, got {text!r:.80}")
+    last = _LAST.get(key)
+    if last is not None and last.text == text:
+        return last
+    curve = _parse(text, key)
+    if len(_LAST) >= 256:
+        _LAST.clear()
+    _LAST[key] = curve
+    return curve
+
+
+#: Each key's last curve: a :class:`Curve` is immutable, and a live run builds the schedule of its last frames from
+#: the same texts once a frame (a recorded performance's keyframe list is up to 400000 characters: 60 ms to parse).
+_LAST: dict[str, Curve] = {}
+
+
+def _parse(text: str, key: str) -> Curve:
     limit = _MAX_KEYFRAMES_LEN if ":" in text else _MAX_LEN
     if len(text) > limit:
         what = "keyframe list" if ":" in text else "expression"

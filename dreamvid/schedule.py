@@ -94,7 +94,8 @@ class FrameParams:
 
 
 class Schedule:
-    """Per-frame parameters for a whole clip, as small arrays (built by :func:`build_schedule`).
+    """Per-frame parameters for a whole clip, or a range of its frames, as small arrays (built by
+    :func:`build_schedule`; of a range, entry ``i`` is the range's ``i``-th frame).
 
     ``len(schedule)`` is the number of frames, ``schedule.frame(k)`` a :class:`FrameParams`; iterating yields
     every frame's. The per-frame curves are exposed read-only: ``step_size``, ``steps``, ``jitter``,
@@ -231,13 +232,15 @@ def build_schedule(
     react: float = 1.0,
     config: Config | None = None,
     fps: float | None = None,
+    frames: range | None = None,
 ) -> Schedule:
     """Map audio features through an ``[audio]`` table onto per-frame dream parameters.
 
     Parameters
     ----------
     features : AudioFeatures or None
-        Analysis of the song with at least ``n_frames`` frames (extra frames are ignored). ``None``: no song.
+        Analysis of the song with at least ``n_frames`` frames (extra frames are ignored); with ``frames``, of those
+        frames (row ``i`` is film frame ``frames[i]``; its ``beat_frames`` are the film's). ``None``: no song.
     table : Mapping or None
         The preset's ``[audio]`` table (validated here).
     base : DreamParams
@@ -245,7 +248,7 @@ def build_schedule(
     blend : float in [0, 1]
         The base share of the previous dream carried over (the video's ``blend``).
     n_frames : int >= 1
-        Number of video frames.
+        Number of video frames of the film.
     react : float in [0, 10]
         Scale of every reaction around neutral: 0 = off, 1 = as in the preset, 2 = double.
     config : Config, optional
@@ -253,6 +256,13 @@ def build_schedule(
         ``[video] strength`` give the per-frame base values; without it every base is constant.
     fps : float, optional
         Frame rate of the schedule's time axis; default ``features.fps`` (25 without a song).
+    frames : range, optional
+        Build only these film frames (consecutive, within ``n_frames``; default all): entry ``i`` of the schedule
+        is film frame ``frames[i]``, with the values the whole film's schedule has there, given the same features
+        on those frames (the keyframes, ``t``, ``progress``, beats and ``%`` are the film's). Every reaction is a
+        function of its frame's features but the pulse, which remembers the frames before it (decaying with
+        ``pulse_decay``) and starts from silence at ``frames[0]``: start the range early enough for the frames
+        read (14 × ``pulse_decay`` seconds earlier leaves less than 1e-6 of what came before).
 
     Returns
     -------
@@ -271,13 +281,17 @@ def build_schedule(
     """
     if isinstance(n_frames, bool) or not isinstance(n_frames, (int, np.integer)) or n_frames < 1:
         raise ConfigError(f"n_frames must be a whole number >= 1, got {n_frames!r}")
-    n = int(n_frames)
+    film = int(n_frames)
+    frames = range(film) if frames is None else frames
+    if not isinstance(frames, range) or frames.step != 1 or not 0 <= frames.start < frames.stop <= film:
+        raise ValueError(f"frames must be a range of consecutive frames within the film's {film}, got {frames!r}")
+    n = len(frames)
     react = _number("react", react, 0.0, 10.0)
     blend = _number("blend", blend, 0.0, 1.0)
     t = validate_audio_table(table, layers=base.layer_names)
     if features is not None and features.n_frames < n:
         raise ValueError(f"the audio features cover {features.n_frames} frames, fewer than the {n} asked for")
-    curves = _base_curves(base, blend, n, config=config, features=features, fps=fps)
+    curves = _base_curves(base, blend, frames, film, config=config, features=features, fps=fps)
     keyed = curves.pop("_keyed")
     reacting = any(bool(v) if k == "layers" else v != 0.0 for k, v in t.items() if k in _REACTING)
     if features is None or react == 0.0 or not reacting:
@@ -363,12 +377,14 @@ def build_schedule(
 _INTS = ("steps", "jitter", "octaves")
 
 
-def _base_curves(base: DreamParams, blend: float, n: int, *, config: Config | None, features, fps) -> dict:
-    """The per-frame base values: the config's schedules evaluated on every frame, constants elsewhere.
+def _base_curves(base: DreamParams, blend: float, frames: range, film: int, *, config: Config | None, features,
+                 fps) -> dict:
+    """The per-frame base values of the film's ``frames`` (of ``film``): the config's schedules evaluated on every
+    frame, constants elsewhere.
 
     Also returns, under ``"_keyed"``, copies of the bases the music acts on.
     """
-    n_layers = len(base.layers)
+    n, n_layers = len(frames), len(base.layers)
     motion = config.motion if config is not None else None
     curves: dict[str, np.ndarray] = {
         "step_size": np.full(n, base.step_size, np.float64),
@@ -393,7 +409,7 @@ def _base_curves(base: DreamParams, blend: float, n: int, *, config: Config | No
     layer_schedules = [(i, s) for i, s in enumerate(base.layers) if s.schedule is not None]
     if schedules or layer_schedules:
         rate = fps if fps is not None else (features.fps if features is not None else 25.0)
-        timeline = Timeline.of(n, rate, features, bpm=motion.bpm if motion else 0.0)
+        timeline = Timeline.of(film, rate, features, bpm=motion.bpm if motion else 0.0, frames=frames)
         for key, text in schedules.items():
             section, name = key.split(".")
             lo, hi = SCHEDULABLE[key]
@@ -416,7 +432,7 @@ def _base_curves(base: DreamParams, blend: float, n: int, *, config: Config | No
                               *LAYER_WEIGHT_RANGE)
         dead = ~np.any(w != 0, axis=1)
         if dead.any():
-            k = int(np.argmax(dead))
+            k = frames.start + int(np.argmax(dead))
             raise ConfigError(f"every layer weight is 0 at t = {k / timeline.fps:.2f} s (frame {k}) in "
                               f"'{','.join(map(str, base.layers))}': keep at least one layer above 0 on every frame")
     curves["_keyed"] = {k: curves[k].copy() for k in ("step_size", "steps", "jitter", "octave_scale", "blend",

@@ -4,6 +4,8 @@ UDP OSC, the page in headless Chromium), tiny frames and few steps.
 * the performance replays exactly: live with a frame clock (every frame dreamed) and OSC moves over 127.0.0.1,
   recorded, then rendered offline the way ``dreamvid render --config perf.toml`` does: the same schedule on every
   frame and the same pixels; in real time, the same schedule on every frame live dreamed;
+* a camera's footage (a clip played through OpenCV as a camera) and a looped clip's are kept beside the recording,
+  one frame per film frame, and their offline render replays the performance to the pixel, over the whole song;
 * OSC moves change the next frames' strength (their mean change);
 * the page in headless Chromium shows frames updating, in order, and the song playing;
 * bad sources, ports, devices and options are one line each, before a framework is imported;
@@ -158,15 +160,17 @@ def test_remote_maps_osc_midi_and_sliders(media):
 # live vs the offline render
 
 
-def _live(media, dreamer, tmp_path, *, clock=None, moves=(), adapt=False, seconds=None, osc=True):
-    """Play the clip live with the song (frame clock by default), sending ``moves`` ((frame, address, value)) over
-    UDP OSC as frames are shown; returns the frames shown (k, params, change, out) and the summary."""
+def _live(media, dreamer, tmp_path, *, clock=None, moves=(), adapt=False, seconds=None, osc=True, clip=None,
+          song=None, source=None):
+    """Play the clip (or ``source``, an opened one) live with the song (frame clock by default), sending ``moves``
+    ((frame, address, value)) over UDP OSC as frames are shown; returns the frames shown (k, params, change, out),
+    the summary and the session."""
     from dreamvid.live import FrameClock, LiveOptions, Session
 
-    opts = LiveOptions(source=str(media["clip"]), song=media["song"], preset=str(media["preset"]), size=96,
-                       fps=FPS, port=0, osc=0 if osc else None, record=tmp_path / "perf.toml", adapt=adapt,
+    opts = LiveOptions(source=str(clip or media["clip"]), song=song or media["song"], preset=str(media["preset"]),
+                       size=96, fps=FPS, port=0, osc=0 if osc else None, record=tmp_path / "perf.toml", adapt=adapt,
                        seconds=seconds, page=False)
-    session = Session.open(opts, clock=clock if clock is not None else FrameClock(FPS))
+    session = Session.open(opts, clock=clock if clock is not None else FrameClock(FPS), source=source)
     client = _osc_client(session.osc.port) if osc else None
     shown, pending = [], list(moves)
 
@@ -193,15 +197,15 @@ def _effective(fp):
     return dataclasses.replace(fp, dream=fp.dream.replace(layers=layers))
 
 
-def _offline(media, dreamer, tmp_path, perf: Path):
-    """The offline render of the recorded performance, as `dreamvid render clip --song S --preset P --config perf`
-    resolves it: every frame (exact, from the encoder's thread) and the film's schedule."""
+def _offline(media, dreamer, tmp_path, perf: Path, *, clip=None, song=None):
+    """The offline render of the recorded performance, as `dreamvid render CLIP --song S --preset P --config perf
+    --max-side 96` resolves it: every frame (exact, from the encoder's thread) and the film's schedule."""
     from dreamvid import pipeline
     from dreamvid.cli import _config
 
     cfg = _config(str(media["preset"]), perf)
-    opts = pipeline.RenderOptions(input=media["clip"], output=tmp_path / "offline.mp4", song=media["song"],
-                                  x264_preset="ultrafast")
+    opts = pipeline.RenderOptions(input=clip or media["clip"], output=tmp_path / "offline.mp4",
+                                  song=song or media["song"], max_side=96, x264_preset="ultrafast")
     frames = {}
     pipeline.render(opts, cfg, dreamer, on_output=lambda k, img: frames.__setitem__(k, img.copy()))
     film = pipeline.Film.of(opts.__class__(**{**opts.__dict__, "overwrite": True}), cfg)
@@ -219,6 +223,8 @@ def test_recorded_performance_replays_exactly_offline(media, ldreamer, tmp_path)
     assert summary["moves"] == 4
     text = (tmp_path / "perf.toml").read_text()
     assert "strength" in text and "mixed4:{" in text and "step_size" in text
+    assert summary["footage"] is None and not list(tmp_path.glob("perf.source*")), "the clip is the film's footage"
+    assert f"Replay: dreamvid render {media['clip']} -o OUT.mp4 --song {media['song']}" in text
     frames, schedule, cfg = _offline(media, ldreamer, tmp_path, tmp_path / "perf.toml")
     assert len(frames) == N
     for k, params, _, out in shown:
@@ -251,6 +257,125 @@ def test_osc_moves_change_the_next_frames_strength_in_real_time(media, ldreamer,
     opts = pipeline.RenderOptions(input=media["clip"], output=tmp_path / "never.mp4", song=media["song"])
     schedule = pipeline.Film.of(opts, cfg).schedule
     assert all(_effective(p) == _effective(schedule.frame(k)) for k, p, _, _ in shown)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the footage: a camera's, a looped clip's
+
+
+def _clip_camera(path: Path):
+    """A clip played through OpenCV as a camera (``source.Camera`` on the file), whose reading thread takes the frames
+    at the clip's rate, in a loop, as a camera delivers them (OpenCV alone would race through the file)."""
+    import cv2
+
+    from dreamvid.live.source import Camera
+
+    class Paced(Camera):
+        def _run(self) -> None:
+            due = time.monotonic()
+            while not self._stop.is_set():
+                ok, frame = self._cap.read()
+                if not ok:  # the end of the clip: from the start again
+                    self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                    continue
+                due += 1.0 / self.fps
+                self._stop.wait(max(0.0, due - time.monotonic()))
+                self._latest = (frame, time.monotonic())
+
+    return Paced(str(path))
+
+
+def _area(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    import cv2
+
+    return cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+
+
+def test_footage_is_kept_as_the_film_saw_it_and_decodes_as_live_dreamed(tmp_path):
+    """The footage recorder: frame k is the frame kept for it, the last kept frame stands for the frames skipped (the
+    first for those before it) and up to the film's end; what it hands the dream is what the recording decodes at the
+    film's size (bit for bit, though H.264's yuv420p is not the RGB written); a failed run leaves nothing."""
+    from dreamvid import video
+    from dreamvid.errors import OutputError
+    from dreamvid.live.footage import Footage
+    from dreamvid.video.recorded import AsRecorded
+
+    from .media import clip_frame
+
+    native, film = (128, 80), (96, 60)
+    frames = {k: clip_frame(3 * k, native) for k in (2, 5, 6)}
+    path = tmp_path / "perf.source.mp4"
+    footage = Footage(path, fps=FPS, size=native, film=film, overwrite=False)
+    dreamed = {k: footage.keep(k, f, film) for k, f in frames.items()}
+    assert footage.keep(7, frames[6], (64, 40)).shape == (40, 64, 3)  # a smaller size the pacer chose
+    assert footage.finish(ok=True, frames=10) == path and not (tmp_path / "perf.source.mp4.dreamvid-live").exists()
+    info = video.probe(path)
+    assert (info.width, info.height, info.fps, info.frame_count) == (*native, FPS, 10)
+    back = list(video.iter_frames(path, size=film))
+    assert [[k for k, d in dreamed.items() if np.array_equal(b, d)] for b in back] == [[2]] * 5 + [[5]] + [[6]] * 4
+    assert not np.array_equal(dreamed[2], _area(frames[2], film))  # not the RGB written, scaled
+    with AsRecorded(size=native, out=native) as same:
+        assert np.array_equal(same(frames[5]), next(video.iter_frames(path, first=5, count=1)))
+    failed = Footage(tmp_path / "failed.source.mp4", fps=FPS, size=native, film=film, overwrite=False)
+    failed.keep(0, frames[2], film)
+    assert failed.finish(ok=False) is None and sorted(p.name for p in tmp_path.iterdir()) == ["perf.source.mp4"]
+    with pytest.raises(OutputError, match="already exists"):
+        Footage(path, fps=FPS, size=native, film=film, overwrite=False)
+
+
+def _replays_exactly(shown, frames, schedule) -> None:
+    for k, params, _, out in shown:
+        assert _effective(params) == _effective(schedule.frame(k)), f"frame {k}: {params} != {schedule.frame(k)}"
+        assert np.array_equal(out, frames[k]), f"frame {k} differs from the offline render's"
+
+
+@needs_weights
+@needs("live")
+def test_camera_performance_replays_exactly_from_its_footage(media, ldreamer, tmp_path):
+    """A camera (a clip played through OpenCV at its rate) live with the song and OSC knobs: --record keeps the camera's
+    footage beside the preset, at the camera's size, one frame per film frame, and the offline render of that footage
+    with the recorded performance (the description's command) gives every frame's parameters and pixels."""
+    _osc_or_skip()
+    from dreamvid import video
+
+    camera = _clip_camera(make_clip(tmp_path / "camera.mp4", n=24, size=(128, 80), fps=FPS, cut_at=16))
+    moves = [(4, "/dreamvid/video/strength", 45.0), (12, "/dreamvid/control/eyes", 0.0), (20, "/dreamvid/pulse", 1.0)]
+    shown, summary, _ = _live(media, ldreamer, tmp_path, moves=moves, source=camera)
+    kept = tmp_path / "perf.source.mp4"
+    assert [k for k, *_ in shown] == list(range(N)) and summary["footage"] == str(kept) and summary["moves"] == 3
+    text = (tmp_path / "perf.toml").read_text()
+    assert f"Replay: dreamvid render {kept} -o OUT.mp4 --song {media['song']}" in text and "--max-side 96" in text
+    assert summary["replay"] in text
+    info = video.probe(kept)
+    assert (info.width, info.height, info.fps, info.frame_count) == (128, 80, FPS, N)
+    raw = [f.astype(np.int16) for f in video.iter_frames(kept)]
+    assert sum(np.abs(a - b).mean() > 1 for a, b in zip(raw, raw[1:])) >= N // 3, "the camera's frames moved"
+    frames, schedule, _ = _offline(media, ldreamer, tmp_path, tmp_path / "perf.toml", clip=kept)
+    assert len(frames) == N
+    _replays_exactly(shown, frames, schedule)
+
+
+@needs_weights
+@needs("live")
+def test_looped_clip_replays_over_the_whole_song(media, ldreamer, tmp_path):
+    """A clip shorter than the song, at another rate, looped live: its footage covers the whole song, and the offline
+    render of it replays every frame's parameters and pixels."""
+    from dreamvid import video
+
+    clip = make_clip(tmp_path / "short.mp4", n=8, size=(96, 64), fps=10.0)  # 0.8 s: looped twice in 2 s
+    song = make_song(tmp_path / "short.wav", 2.0, kind="beats")
+    n = int(2.0 * FPS)
+    shown, summary, _ = _live(media, ldreamer, tmp_path, clip=clip, song=song, osc=False)
+    kept = tmp_path / "perf.source.mp4"
+    assert [k for k, *_ in shown] == list(range(n)) and summary["footage"] == str(kept)
+    assert video.probe(kept).frame_count == n  # the whole song, where `render short.mp4` would give 0.8 s
+    frames, schedule, _ = _offline(media, ldreamer, tmp_path, tmp_path / "perf.toml", clip=kept, song=song)
+    assert len(frames) == n and len(schedule) == n
+    _replays_exactly(shown, frames, schedule)
+    clip_frames = list(video.iter_frames(clip))
+    footage = list(video.iter_frames(kept))
+    for k in (0, 7, 8, 10, 19, 23):  # film frame k shows clip frame floor(k * 10 / 12) mod 8
+        assert np.abs(footage[k].astype(int) - clip_frames[(k * 10 // 12) % 8]).mean() < 2, k
 
 
 # ---------------------------------------------------------------------------------------------------------------

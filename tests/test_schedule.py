@@ -236,3 +236,52 @@ def test_every_key_is_documented_and_the_lysergic_snippet_is_valid():
     audio = tomllib.loads(snippet.group(1))["audio"]
     base = BASE.replace(layers=(LayerSpec("mixed3", 1.0), LayerSpec("mixed4", 0.5), LayerSpec("mixed5", 1.5)))
     assert validate_audio_table(audio, layers=base.layer_names)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# a range of the film's frames
+
+
+def _rows(feats: AudioFeatures, frames: range) -> AudioFeatures:
+    """``feats`` on ``frames`` only (row i: film frame frames[i]); the beat list stays the film's."""
+    import dataclasses
+
+    per_frame = {name: getattr(feats, name)[frames.start:frames.stop]
+                 for name in ("rms", "energy", "level", "onset", "low", "mid", "high", "beat")}
+    return dataclasses.replace(feats, n_frames=len(frames), **per_frame)
+
+
+def test_a_range_of_frames_is_the_films_schedule_there(feats):
+    """build_schedule(frames=range(a, b)) with the features of those frames gives, frame for frame, what the whole
+    film's schedule gives there: keyframes in seconds, beats, frames and %, holds, expressions of t, progress, length
+    and the features, layer schedules, and every reaction (the pulse too, once the range starts early enough)."""
+    from dreamvid.config import resolve
+
+    cfg = resolve({"dream": {"layers": "mixed3:{0:1, 50%:=2},mixed5:{1 + high}", "step_size": "0.01 + 0.01*progress",
+                             "jitter": "0:8, 4b:~40, 200f:16", "octave_scale": "1.3 + 0.2*low"},
+                   "video": {"strength": "0:10, 1.5:=30, 100%:12", "blend": "0.5 + 0.1*sin(t)*onset"},
+                   "motion": {"zoom": "1 + 0.01*energy*t/length", "rotate": "0:0, 8b:2"}, "audio": TABLE})
+    n = feats.n_frames
+    nopulse = {k: v for k, v in TABLE.items() if not k.startswith("pulse")}
+
+    def build(table, frames=None, rows=feats):
+        return build_schedule(rows, table, base=cfg.dream, blend=cfg.video.blend, n_frames=n, react=1.3, config=cfg,
+                              fps=FPS, frames=frames)
+
+    decay_frames = int(np.ceil(14 * TABLE["pulse_decay"] * FPS)) + 2  # the pulse's memory, to below 1e-6
+    for table in (nopulse, TABLE):
+        whole = build(table)
+        assert np.ptp(whole.layer_weights[:, 1]) > 0 and np.ptp(whole.jitter) > 8 and np.ptp(whole.motion[:, 1]) > 1
+        for frames in (range(n), range(40), range(60, 61), range(n // 2, n - 3), range(n - 1, n)):
+            part = build(table, frames, _rows(feats, frames))
+            assert len(part) == len(frames)
+            for i, k in enumerate(frames):
+                if table is nopulse or frames.start == 0:
+                    assert part.frame(i) == whole.frame(k), (frames, k)
+                elif i >= decay_frames:
+                    a, b = part.frame(i), whole.frame(k)
+                    assert a.dream.steps == b.dream.steps and a.dream.jitter == b.dream.jitter
+                    np.testing.assert_allclose([a.dream.step_size, a.zoom, a.target], [b.dream.step_size, b.zoom,
+                                                                                       b.target], rtol=1e-5)
+    with pytest.raises(ValueError, match="within the film"):
+        build(TABLE, range(n - 2, n + 1))

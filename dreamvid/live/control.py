@@ -210,18 +210,21 @@ class Performance:
     def _config(self, keys: Mapping[str, list[_Key]]) -> Config:
         return resolve(self.preset_layer, self.layer(keys), preset=self.preset)
 
-    def document(self, *, song: Path | None, source: str) -> dict[str, Any]:
-        """The recording as a preset file's table (``--record``)."""
-        how = f"dreamvid render CLIP{f' --song {song}' if song else ''} --preset {self.preset} --config PERF.toml"
+    def document(self, *, song: Path | None, source: str, replay: str | None = None) -> dict[str, Any]:
+        """The recording as a preset file's table (``--record``); ``replay``: the command that renders it (its
+        description says it)."""
+        how = replay or (f"dreamvid render CLIP{f' --song {song}' if song else ''} --preset {self.preset} "
+                         "--config PERF.toml")
         return {"description": f"recorded live ({source}{f', {Path(song).name}' if song else ''}); {self.changes} "
                                f"control moves. Replay: {how}",
                 "preset": self.preset, **self.layer()}
 
-    def write(self, path: Path, *, song: Path | None, source: str, overwrite: bool = True) -> Path:
+    def write(self, path: Path, *, song: Path | None, source: str, replay: str | None = None,
+              overwrite: bool = True) -> Path:
         """Write the recording (TOML, atomically)."""
         import tomli_w
 
         from ..fsutil import atomic_write_bytes
 
-        return atomic_write_bytes(path, tomli_w.dumps(self.document(song=song, source=source)).encode(),
-                                  overwrite=overwrite)
+        document = self.document(song=song, source=source, replay=replay)
+        return atomic_write_bytes(path, tomli_w.dumps(document).encode(), overwrite=overwrite)

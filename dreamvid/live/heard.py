@@ -6,18 +6,17 @@ the samples heard are the run's clock (``clock.AudioClock``: frame ``k`` is due 
 have arrived, so its features are there), and the capture is written as a WAV.
 
 :class:`CausalSchedule` is the film's schedule with the music known only up to now: frame ``k``'s parameters are
-``schedule.build_schedule`` over the last frames heard, around frame ``k``'s keyframed base (the preset's schedules
-and the live controls, from the render's own ``pipeline.film_schedule``). That equals ``build_schedule`` over the
-whole causal history at frame ``k`` (tested): the music's reactions are functions of the frame's features, and the
-pulse, the one reaction with a memory, has decayed below 1e-6 beyond the frames looked at. A preset schedule that
-reads a feature (``zoom-tunnel``'s ``zoom = "1.012 + 0.02*energy"``) is an expression of the frame's own values,
-so it is evaluated at frame ``k`` alone, with frame ``k``'s features.
+the last frame of the film's schedule (the preset's schedules and the live controls' keyframes, the config that
+``pipeline.film_schedule`` builds from) built over the last frames heard, ``schedule.build_schedule(frames=...)``
+with their features. That equals ``build_schedule`` over the whole causal history at frame ``k`` (tested): the
+keyframes and the schedules that read a feature (``zoom-tunnel``'s ``zoom = "1.012 + 0.02*energy"``) are functions
+of the frame's own time and features, so are the music's reactions, and the pulse, the one reaction with a memory,
+has decayed below 1e-6 beyond the frames looked at.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 import queue
 import threading
@@ -30,9 +29,8 @@ import numpy as np
 
 from ..audio import HEARD_NAMES, AudioFeatures, CausalAnalyzer, HeardFrame
 from ..audiomap import validate_audio_table
-from ..config import LAYER_WEIGHT_RANGE, SCHEDULABLE, LayerSpec
 from ..errors import ConfigError, DreamvidError, OutputError
-from ..keyframes import FEATURES, Timeline, parse
+from ..keyframes import FEATURES, parse
 
 __all__ = ["Heard", "CausalSchedule", "Listener", "check_config", "span_of"]
 
@@ -88,77 +86,28 @@ class Heard:
                              beat_frames=np.zeros(0, np.int64), **cols)
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
-class _At(Timeline):
-    """The film's timeline at one frame, ``at``: what an expression of the frame's own values (time, frame, beat,
-    progress, the features) reads there, without evaluating the whole film."""
-
-    at: int = 0
-
-    @property
-    def frame(self) -> np.ndarray:
-        return np.array([float(self.at)])
-
-
-def _reading(config) -> list[tuple[str, Any]]:
-    """The config's schedules that read a feature: ``(key, curve)``, layer weights as ``dream.layers.<name>``."""
-    texts = list(config.schedules) + [(f"dream.layers.{s.name}", s.schedule) for s in config.dream.layers
-                                      if s.schedule is not None]
-    curves = [(key, parse(text, key=key)) for key, text in texts]
-    return [(key, c) for key, c in curves if c.names & set(FEATURES)]
-
-
-def _with_values(fp, values: dict[str, float], config):
-    """``fp`` with the keys in ``values`` set as the film's schedule sets them (clipped to their ranges; octave scale
-    on its grid, whole numbers rounded; ``video.strength`` is the governor's target before the music)."""
-    from ..schedule import _INTS, _quantise_octave
-
-    dream, changes, motion = {}, {}, list(fp.motion)
-    weights = {}
-    for key, v in values.items():
-        if key.startswith("dream.layers."):
-            weights[key.removeprefix("dream.layers.")] = float(np.clip(v, *LAYER_WEIGHT_RANGE))
-            continue
-        section, name = key.split(".")
-        v = float(np.clip(v, *SCHEDULABLE[key]))
-        if section == "motion":
-            motion[("zoom", "rotate", "translate_x", "translate_y").index(name)] = v
-        elif key == "video.strength":
-            changes["target"] = v
-        elif key == "video.blend":
-            changes["blend"] = v
-        elif name == "octave_scale":
-            dream[name] = float(_quantise_octave(np.array([v]), config.dream.octave_scale)[0])
-        elif name in _INTS:
-            dream[name] = int(np.round(v))
-        else:
-            dream[name] = v
-    if weights:
-        dream["layers"] = tuple(LayerSpec(s.name, weights.get(s.name, s.weight), s.channels) for s in fp.dream.layers)
-    return dataclasses.replace(fp, dream=fp.dream.replace(**dream) if dream else fp.dream, motion=tuple(motion),
-                               **changes)
-
-
 class CausalSchedule:
     """The film's schedule with the music heard so far (``--audio-in``): what :class:`~dreamvid.live.control.
     Performance` builds for a config, in place of a song's ``Schedule``.
 
     Parameters
     ----------
-    base : Schedule, the film's schedule without music (``pipeline.film_schedule`` with no song): the preset's
-        schedules and the live controls' keyframes, per frame
+    base : Schedule, the film's schedule without music (``pipeline.film_schedule`` with no song): the film's length,
+        and the camera's motion until the frames are heard
     heard : Heard
-    config : the film's config (its ``[audio]`` table, and the schedules that read a feature)
+    config : the film's config: its schedules (the preset's and the live controls') and its ``[audio]`` table
     react : the reaction's scale; fps : the film's frame rate
     """
 
     def __init__(self, base, heard: Heard, config, *, react: float, fps: float):
         self.base, self.heard, self.react, self.fps = base, heard, float(react), float(fps)
         self.config, self.table = config, validate_audio_table(config.audio)
-        self._reading = _reading(config)
         self.span = span_of(self.table, fps=fps)
-        self.motion = base.motion  # (n, 4), computed once
+        self.motion = np.array(base.motion)  # (n, 4): the camera's, filled in with what was heard as frames come
         self.zoom = np.ones(len(base), np.float64)  # the music's zoom pulse, filled in as frames are computed
+        hearing = [key for key, text in config.schedules if key.startswith("motion.")
+                   and parse(text, key=key).names & set(FEATURES)]
+        self._moving = base.moving or bool(hearing)
         self._memo: dict[int, Any] = {}
         self._lock = threading.Lock()
 
@@ -167,30 +116,27 @@ class CausalSchedule:
 
     @property
     def moving(self) -> bool:
-        return self.base.moving
+        return self._moving
 
     def frame(self, k: int):
         """Frame ``k``'s ``FrameParams`` from the features heard up to frame ``k`` (computed once: the first call
-        fixes it, so call it when the frame is captured)."""
+        fixes it, so call it when the frame is captured): the film's schedule built over its last frames heard
+        (``build_schedule(frames=...)``), whose last frame is ``k``."""
         from ..schedule import build_schedule
 
         with self._lock:
             got = self._memo.get(k)
         if got is not None:
             return got
-        keyed = self.base.frame(k)
-        window = self.heard.window(k, self.span)
-        if self._reading:  # the schedules that read a feature, at frame k with frame k's features
-            at = _At(n=len(self.base), fps=self.fps, bpm=self.config.motion.bpm, at=k,
-                     features={name: window.feature(name)[-1:].astype(np.float64) for name in FEATURES})
-            keyed = _with_values(keyed, {key: float(c.evaluate(at)[0]) for key, c in self._reading}, self.config)
-        music = build_schedule(window, self.table, base=keyed.dream, blend=keyed.blend, n_frames=self.span,
-                               react=self.react, fps=self.fps).frame(self.span - 1)
-        fp = dataclasses.replace(music, motion=keyed.motion,
-                                 target=None if keyed.target is None else keyed.target * music.strength)
+        a = max(0, k - self.span + 1)
+        built = build_schedule(self.heard.window(k, k - a + 1), self.table, base=self.config.dream,
+                               blend=self.config.video.blend, n_frames=len(self.base), react=self.react,
+                               config=self.config, fps=self.fps, frames=range(a, k + 1))
+        fp = built.frame(-1)
         with self._lock:
             got = self._memo.setdefault(k, fp)
             self.zoom[k] = got.zoom
+            self.motion[a:k + 1] = built.motion  # a frame's motion is a function of its own features
             while len(self._memo) > 256:
                 self._memo.pop(next(iter(self._memo)))
         return got

@@ -9,7 +9,9 @@ frame rate by choosing each frame's size, steps and carried octaves.
 
 The sound is a song file (``--song``: its offline features, its playback on the page as the clock) or the sound
 card (``--audio-in``: :mod:`.heard`'s causal features and schedule, the samples heard as the clock, the capture
-written beside ``--record``'s preset so the render can replay it).
+written beside ``--record``'s preset so the render can replay it). Where the render could not take the film's
+footage from the input (a camera; a clip the film loops or plays at another rate), ``--record`` keeps it too
+(:mod:`.footage`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import contextlib
 import dataclasses
 import functools
 import math
+import shlex
 import shutil
 import threading
 import time
@@ -41,6 +44,7 @@ from ..options import RenderOptions, check_option
 from ..threads import Behind, close_quietly
 from .clock import AudioClock, FrameClock, SongClock
 from .control import Performance
+from .footage import Footage, check_footage, footage_path, needs_footage
 from .heard import CausalSchedule, Heard, Listener, check_config, span_of
 from .page import Page
 from .remote import OscServer, Remote, check_osc, need, open_midi
@@ -65,7 +69,9 @@ class LiveOptions:
     host, port : where the page is served; port 0: any free one
     auth : ``USER:PASS``, the page's login (HTTP Basic); a host that is not a loopback address needs it
     osc : a UDP port for OSC, or None; midi : a MIDI input port name, "" for the first one, or None
-    record : write the performance here (a preset of keyframe schedules); out : write what was shown here (.mp4)
+    record : write the performance here (a preset of keyframe schedules), and beside it what the render replays
+        it with: the footage of a camera or of a clip the film loops (``PATH.source.mp4``), the sound card's capture
+        (``PATH.wav``); out : write what was shown here (.mp4)
     seconds : stop after this many seconds of the song's clock (default: at the song's end, or on Ctrl-C)
     adapt : let the pacer choose size, steps and carried octaves to hold ``fps`` (False: the schedule's, at ``size``)
     react : the music's reaction, as in render; overwrite : replace existing outputs
@@ -296,14 +302,19 @@ class Session:
         self.remote = None
         self.sound = self.heard = self.analyzer = None  # --audio-in
         self.wav: Path | None = None  # --audio-in with --record: the capture, beside the preset
+        self.footage: Path | None = None  # --record of a camera (or a looped clip): the footage, beside the preset
 
     @classmethod
-    def open(cls, opts: LiveOptions, *, on_warning=None, clock: SongClock | None = None, sound=None) -> Session:
+    def open(cls, opts: LiveOptions, *, on_warning=None, clock: SongClock | None = None, sound=None,
+             source=None) -> Session:
         """Open the source, check the song, the preset and the outputs, open the sound card, bind the page's and
         OSC's ports and open MIDI: each mistake is one line (a ``DreamvidError``) and nothing is left open.
         ``sound`` replaces the sound card of ``--audio-in`` (anything with ``sr``, ``channels``, ``name``,
-        ``start(feed)`` and ``close()``: tests play a file through it)."""
+        ``start(feed)`` and ``close()``: tests play a file through it); ``source`` replaces the source that
+        ``opts.source`` names (an opened ``source.Camera``, ``Clip`` or ``Still``: tests play a clip through OpenCV as
+        a camera); the session closes it."""
         self = cls(opts, on_warning=on_warning)
+        self.source = source
         try:
             self._open(clock, sound)
         except BaseException:
@@ -331,18 +342,26 @@ class Session:
         base = resolve(self.preset_layer, preset=name) if opts.audio_in is not None else None
         if base is not None:
             check_config(base)
-        self.source = open_source(opts.source)
+        if self.source is None:
+            self.source = open_source(opts.source)
         self.fps = float(opts.fps or (self.source.fps if self.source.kind != "image" else 25.0))
         check_option("fps", round(self.fps, 6))
-        if hasattr(self.source, "film_fps"):
-            self.source.film_fps = self.fps
-        self.size = video.output_size(self.source.width, self.source.height, opts.size)
         duration = None
         if opts.song is not None:
             duration = video.stream_durations(opts.song).get("audio")
         if opts.seconds is not None:
             duration = opts.seconds if duration is None else min(duration, opts.seconds)
         self.duration = duration
+        if hasattr(self.source, "film_fps"):
+            self.source.film_fps = self.fps
+        if opts.record is not None and needs_footage(self.source, fps=self.fps, frames=self._frames(self.fps)):
+            self.fps = float(video.fps_fraction(self.fps))  # the footage's own rate: the render's film is live's
+            self.footage = footage_path(opts.record)
+            check_footage(self.footage, overwrite=opts.overwrite)
+            if hasattr(self.source, "film_fps"):
+                self.source.film_fps = self.fps
+        kept = self.source.native if self.footage is not None else (self.source.width, self.source.height)
+        self.size = video.output_size(*kept, opts.size)
         if opts.audio_in is not None:  # the sound card: its samples are the clock, its causal features the music
             if sound is None:
                 from .soundcard import SoundCard
@@ -355,7 +374,7 @@ class Session:
             clock = AudioClock(self.fps, sr=sound.sr, duration=duration)
         self.clock = clock or SongClock(self.fps, duration=duration)
         self.clock.duration = duration
-        self.n = max(1, math.ceil((duration if duration is not None else 3600.0) * self.fps - 1e-6))
+        self.n = self._frames(self.fps)
         self.ropts = RenderOptions(input=Path(opts.source), output=Path(opts.out or "live.mp4"), song=opts.song,
                                    react=opts.react, fps=self.fps)
         self.perf = Performance(preset=name, preset_layer=self.preset_layer, fps=self.fps, build=self._schedule_of,
@@ -371,11 +390,33 @@ class Session:
             self.midi = open_midi(self.remote, opts.midi)
         self._state: dict[str, Any] = {}
 
+    def _frames(self, fps: float) -> int:
+        """The film's frames: the song's length or ``--seconds`` (an hour without either)."""
+        return max(1, math.ceil((self.duration if self.duration is not None else 3600.0) * fps - 1e-6))
+
     def _schedule_of(self, config):
         schedule = pipeline.film_schedule(self.ropts, config, self.fps, self.n)[0]
         if self.heard is None:
             return schedule
         return CausalSchedule(schedule, self.heard, config, react=self.opts.react, fps=self.fps)
+
+    def replay(self, footage: Path | None | bool = True) -> str:
+        """The command that renders the recorded performance offline as live played it (at live's size; any
+        ``--max-side`` renders the same piece larger): on the footage kept (``footage``: its path, True: where it is
+        being written, None: none), the clip or the image."""
+        opts, q = self.opts, shlex.quote
+        footage = self.footage if footage is True else footage
+        tail = (f" -o OUT.mp4{f' --song {q(str(self.song))}' if self.song else ''} --preset {q(self.preset_name)}"
+                f" --config {q(str(opts.record or 'PERF.toml'))} --max-side {opts.size}")
+        if footage:
+            return f"dreamvid render {q(str(footage))}{tail}"
+        if self.source.kind == "image":
+            return f"dreamvid zoom {q(opts.source)}{tail} --fps {self.fps:g}"
+        if self.source.kind != "clip":
+            return f"dreamvid render CLIP{tail}"
+        if self.source.info.frame_count > self.n:  # the film is the clip's first n frames
+            tail += f" --duration {f'{self.n / self.fps:.4f}'.rstrip('0').rstrip('.')}"
+        return f"dreamvid render {q(opts.source)}{tail}"
 
     @property
     def song(self) -> Path | None:
@@ -402,17 +443,23 @@ class Session:
         for size in sorted({q.size for q in pacer.choices} if opts.adapt else {self.size}):
             dreamer.warm_up(cfg.dream, (size[1], size[0]), video=cfg.video)
         stop = threading.Event()
-        out = _Out(opts.out, fps=self.fps, size=self.size, song=opts.song, overwrite=opts.overwrite) \
-            if opts.out is not None else None
-        vcam = _VirtualCamera(self.size, self.fps) if opts.virtual_camera else None
-        prep = Preparer(self.source, self.clock, self.perf, cfg.video, last_frame=self.n - 1, stop=stop)
+        out = vcam = footage = prep = None
         summary: dict[str, Any] = {"frames": 0, "skipped": 0}
         latencies: list[float] = []
-        ok = False
+        ok = ended = False
         saved = [0]
         listener, failure = None, None
         t_start = time.monotonic()
         try:
+            if opts.out is not None:
+                out = _Out(opts.out, fps=self.fps, size=self.size, song=opts.song, overwrite=opts.overwrite)
+            if opts.virtual_camera:
+                vcam = _VirtualCamera(self.size, self.fps)
+            if self.footage is not None:
+                footage = Footage(self.footage, fps=self.fps, size=self.source.native, film=self.size,
+                                  overwrite=opts.overwrite)
+            prep = Preparer(self.source, self.clock, self.perf, cfg.video, last_frame=self.n - 1, stop=stop,
+                            footage=footage)
             if self.page is not None:
                 self.page.start()
             if self.osc is not None:
@@ -432,7 +479,8 @@ class Session:
             busy = 0.0
             while True:
                 p = prep.take()
-                if p is None:
+                if p is None:  # the film's end: the song's, or --seconds
+                    ended = True
                     break
                 t0 = time.perf_counter()
                 frame, k = p.frame, p.frame.k
@@ -466,7 +514,8 @@ class Session:
                     self.clock.advance()
                 if opts.record is not None and self.perf.changes != saved[0] and time.monotonic() - saved[-1] > 2:
                     saved[:] = [self.perf.changes, time.monotonic()]
-                    self.perf.write(opts.record, song=self.song, source=opts.source, overwrite=True)
+                    self.perf.write(opts.record, song=self.song, source=opts.source, replay=self.replay(),
+                                    overwrite=True)
                 prev_out, prev_k, q = out_img, k, q_next
             ok = True
         except KeyboardInterrupt:  # the end of a performance: what was played is written
@@ -474,7 +523,8 @@ class Session:
             summary["interrupted"] = True
         finally:
             stop.set()
-            prep.close()
+            if prep is not None:
+                prep.close()
             captured = None
             if listener is not None:
                 try:
@@ -493,11 +543,16 @@ class Session:
             self.close()
             if out is not None and captured is not None:
                 out.song = captured  # --out carries the sound heard
-            written = out.finish(ok=ok, on_warning=self.on_warning) if out is not None else None
+            try:
+                written = out.finish(ok=ok, on_warning=self.on_warning) if out is not None else None
+            finally:  # the footage is as long as the film when the run reached the film's end
+                kept = footage.finish(ok=ok, frames=self.n if ended else None) if footage is not None else None
         if failure is not None:
             raise failure
         if opts.record is not None:
-            self.perf.write(opts.record, song=self.song, source=opts.source, overwrite=True)
+            self.perf.write(opts.record, song=self.song, source=opts.source, replay=self.replay(kept),
+                            overwrite=True)
+            summary.update(footage=str(kept) if kept else None, replay=self.replay(kept))
         elapsed = max(1e-9, time.monotonic() - t_start)
         lat = np.asarray(latencies, np.float64)
         summary.update(fps=round(summary["frames"] / elapsed, 3), seconds=round(elapsed, 3),

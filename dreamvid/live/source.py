@@ -3,7 +3,9 @@
 The loop dreams the frames it has time for, so the frame indices it takes have gaps. :class:`Preparer` runs in
 its own thread: when the loop asks for the next frame it waits until that frame is due on the song's clock
 (never earlier than the loop will want it), captures it, moves it by the film's camera and measures its motion
-from the last frame the loop dreamed, and hands it over with the schedule to dream it with.
+from the last frame the loop dreamed, and hands it over with the schedule to dream it with. When ``--record``
+keeps the footage (:mod:`.footage`), each frame is captured at the source's own size, kept, and dreamed as the
+recording will decode.
 """
 
 from __future__ import annotations
@@ -26,19 +28,28 @@ __all__ = ["Camera", "Clip", "Still", "open_source", "Preparer", "Prepared"]
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 
 
-def _resize(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def _resize(img: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
+    """``img`` at ``size``; None: at its own size, cropped to even sides (what H.264 can keep)."""
+    if size is None:
+        h, w = img.shape[:2]
+        return img if not (w % 2 or h % 2) else np.ascontiguousarray(img[:h - h % 2, :w - w % 2])
     if img.shape[1] == size[0] and img.shape[0] == size[1]:
         return img
     return cv2.resize(img, size, interpolation=cv2.INTER_AREA)
 
 
+def _native(width: int, height: int) -> tuple[int, int]:
+    return width - width % 2, height - height % 2
+
+
 class Camera:
     """A camera through OpenCV (``cv2.VideoCapture(index)``), read continuously in its own thread (so its buffer
-    never holds stale frames); :meth:`raw` gives the newest frame and when it was read."""
+    never holds stale frames); :meth:`raw` gives the newest frame and when it was read. (OpenCV opens a video file
+    or a stream's URL the same way: the tests play a clip as a camera.)"""
 
     kind = "camera"
 
-    def __init__(self, index: int):
+    def __init__(self, index: int | str):
         self.index = index
         cap = cv2.VideoCapture(index)
         ok, frame = (cap.read() if cap.isOpened() else (False, None))
@@ -47,6 +58,7 @@ class Camera:
             raise InputError(f"camera {index} cannot be opened (no such device, or it is busy): give another "
                              "camera index, a clip or an image")
         self.width, self.height = frame.shape[1], frame.shape[0]
+        self.native = _native(self.width, self.height)  # what --record keeps
         self.fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0) or 25.0
         self._cap = cap
         self._latest = (frame, time.monotonic())
@@ -62,7 +74,8 @@ class Camera:
             else:
                 time.sleep(0.01)
 
-    def raw(self, k: int, size: tuple[int, int], due: float) -> tuple[np.ndarray, float]:
+    def raw(self, k: int, size: tuple[int, int] | None, due: float) -> tuple[np.ndarray, float]:
+        """The newest frame at ``size`` (None: the camera's own, even) and when it was read."""
         frame, at = self._latest
         return _resize(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), size), at
 
@@ -83,15 +96,21 @@ class Clip:
         self.path = Path(path)
         self.info = video.probe(self.path)
         self.width, self.height, self.fps = self.info.width, self.info.height, self.info.fps
+        self.native = _native(self.width, self.height)  # what --record keeps
         self.film_fps = self.fps  # the live run's frame rate (the session sets it)
         self._it = None
         self._i = -1
         self._frame = None
         self._size = None
 
-    def raw(self, k: int, size: tuple[int, int], due: float) -> tuple[np.ndarray, float]:
+    def frame_of(self, k: int) -> int:
+        """The clip frame that film frame ``k`` shows (unwrapped: at or past ``frame_count``, the clip has looped)."""
+        return int(math.floor(k * self.info.fps / self.film_fps + 1e-9))
+
+    def raw(self, k: int, size: tuple[int, int] | None, due: float) -> tuple[np.ndarray, float]:
+        """Film frame ``k``'s clip frame at ``size`` (None: the clip's own, even) and when it is due."""
         n = self.info.frame_count
-        j = int(math.floor(k * self.info.fps / self.film_fps + 1e-9)) % n
+        j = self.frame_of(k) % n
         if self._it is None or j < self._i or size != self._size:
             self.close()
             self._it, self._i, self._size = video.iter_frames(self.path, size=size, info=self.info), -1, size
@@ -104,7 +123,7 @@ class Clip:
                 j = 0
                 continue
             self._i += 1
-        return self._frame, due
+        return _resize(self._frame, size), due
 
     def close(self) -> None:
         if self._it is not None:
@@ -170,10 +189,14 @@ class Preparer:
     ``ask(k_min, size, at)``: prepare the first frame ``>= k_min`` that is due, not before monotonic time ``at``
     (when the loop expects to want it, less the preparation's own time); ``take()`` waits for it (None: the run
     is over). ``perf.begin(k)`` is called here, so the camera and the dream of frame k use the same schedule.
+    ``footage`` (:class:`.footage.Footage`, or None): each frame is captured at the source's own size, kept, and
+    dreamed as the recording decodes.
     """
 
-    def __init__(self, source, clock, perf, video_params, *, last_frame: int | None, stop: threading.Event):
+    def __init__(self, source, clock, perf, video_params, *, last_frame: int | None, stop: threading.Event,
+                 footage=None):
         self.source, self.clock, self.perf, self.stop = source, clock, perf, stop
+        self.footage = footage
         self.last_frame = last_frame
         self.track = sources.Track(video_params) if not isinstance(source, Still) else None
         self.seconds = 0.0  # the last preparation's time
@@ -226,7 +249,11 @@ class Preparer:
         schedule = self.perf.begin(k)
         schedule.frame(k)  # its parameters are fixed now: with --audio-in, from what was heard up to frame k
         due = self.clock.wall_of(k / self.clock.fps)
-        raw, captured = self.source.raw(k, size, due)
+        if self.footage is None:
+            raw, captured = self.source.raw(k, size, due)
+        else:  # the frame as the source gives it is kept; the dream sees what the render of it will decode
+            raw, captured = self.source.raw(k, None, due)
+            raw = self.footage.keep(k, raw, size)
         if self.track is None:
             frame = sources.SourceFrame(k, raw)  # the zoom's source needs the frame just dreamed: the loop makes it
         else:

@@ -572,6 +572,10 @@ _TONEMAP = (
 _TRANSPOSE = {90: "transpose=clock", 180: "hflip,vflip", 270: "transpose=cclock"}
 
 
+#: How every decoded frame is scaled to the size asked for (``video.AsRecorded`` scales the same way).
+SCALE_FLAGS = "flags=area+accurate_rnd+full_chroma_int"
+
+
 def _filters(info: VideoInfo, first: int, count: int, size: tuple[int, int], tonemap: bool) -> str:
     rate = info.rate if info.rate is not None else Fraction(info.fps).limit_denominator(1001)
     chain = []
@@ -587,7 +591,7 @@ def _filters(info: VideoInfo, first: int, count: int, size: tuple[int, int], ton
         chain.append(_TONEMAP)
     if info.rotation:
         chain.append(_TRANSPOSE[info.rotation])
-    chain.append(f"scale={size[0]}:{size[1]}:flags=area+accurate_rnd+full_chroma_int{_untagged(info)},format=rgb24")
+    chain.append(f"scale={size[0]}:{size[1]}:{SCALE_FLAGS}{_untagged(info)},format=rgb24")
     return ",".join(chain)
 
 
