@@ -259,3 +259,18 @@ class _Required:
     def pytest_sessionfinish(self, session):
         if self.skipped and session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def stop_server(proc, log) -> None:
+    """End a page's server started by a test (``dreamvid ui`` / ``live``) and close its log: SIGTERM (SIGINT is
+    ignored by a process started in the background), then SIGKILL after 20 s."""
+    import signal
+    import subprocess
+
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    log.close()

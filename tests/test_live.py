@@ -22,7 +22,6 @@ import importlib.util
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -37,7 +36,7 @@ from dreamvid.config import resolve
 from dreamvid.errors import ConfigError
 from dreamvid.keyframes import Timeline, parse
 
-from .conftest import EXAMPLES, REPO, WEIGHTS_FILE, needs, needs_weights
+from .conftest import EXAMPLES, REPO, WEIGHTS_FILE, needs, needs_weights, stop_server
 from .media import make_clip, make_song
 
 FPS = 12.0
@@ -821,10 +820,4 @@ def test_page_shows_frames_in_order_and_plays_the_song(tmp_path, media):
     finally:
         if driver is not None:
             driver.quit()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        stop_server(proc, log)

@@ -16,7 +16,6 @@ import importlib.util
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -30,7 +29,8 @@ from dreamvid import presets
 from dreamvid.config import resolve
 from dreamvid.errors import AudioError, ConfigError, InputError, OutputError, VideoError
 
-from .conftest import EXAMPLES, REPO, WEIGHTS_FILE, chromedriver_path, chromium_path, needs, part_missing, write_rgb
+from .conftest import (EXAMPLES, REPO, WEIGHTS_FILE, chromedriver_path, chromium_path, needs, part_missing, stop_server,
+                       write_rgb)
 
 ui = pytest.importorskip("dreamvid.ui")
 
@@ -626,13 +626,7 @@ def _ui_process(cwd: Path, env: dict, log_path: Path, *args):
             pytest.fail("dreamvid ui did not start within 180 s")
         yield proc
     finally:
-        proc.send_signal(signal.SIGTERM)  # (SIGINT is ignored by a process started in the background)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        stop_server(proc, log)
 
 
 @pytest.fixture
