@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import AudioError, ConfigError, suggest
+from .fsutil import check_input
 
 __all__ = ["FEATURE_NAMES", "AudioFeatures", "load_song", "analyze", "CausalAnalyzer", "HeardFrame", "HEARD_NAMES",
            "mel_filters"]
@@ -81,13 +82,7 @@ def load_song(path: str | os.PathLike, *, sr: int = 22050) -> tuple[np.ndarray, 
         ``sr`` is not a sensible sample rate.
     """
     sr = _check_sr(sr)
-    path = Path(path)
-    if not path.exists():
-        raise AudioError(f"song not found: {path}; check the path")
-    if path.is_dir():
-        raise AudioError(f"song path {path} is a folder; give an audio file (wav, flac, ogg, mp3, m4a)")
-    if path.stat().st_size == 0:
-        raise AudioError(f"song {path} is empty (0 bytes); give an audio file with sound in it")
+    path = check_input(path, what="song", error=AudioError, give="an audio file (wav, flac, ogg, mp3, m4a)")
 
     y = None
     if path.suffix.lower() not in _FFMPEG_SUFFIXES:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import OutputError
+from .errors import DreamvidError, OutputError
 
 
 def check_output(path: str | os.PathLike, *, overwrite: bool) -> Path:
@@ -33,6 +33,19 @@ def check_output(path: str | os.PathLike, *, overwrite: bool) -> Path:
         raise OutputError(f"cannot write to {parent}: it is a file, not a folder; choose another -o path")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputError(f"cannot write to {parent}: permission denied; choose a writable -o path")
+    return path
+
+
+def check_input(path: str | os.PathLike, *, what: str, error: type[DreamvidError], give: str) -> Path:
+    """The one check of an input file, before it is read: it exists, is not a folder and is not empty; otherwise
+    ``error`` with one line naming ``what`` it is and, for a folder or an empty file, what to ``give`` instead."""
+    path = Path(path)
+    if not path.exists():
+        raise error(f"{what} {path} does not exist: check the path")
+    if path.is_dir():
+        raise error(f"{what} {path} is a folder: give {give}")
+    if path.stat().st_size == 0:
+        raise error(f"{what} {path} is empty (0 bytes): give {give}")
     return path
 
 

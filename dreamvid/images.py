@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from .errors import InputError, OutputError
-from .fsutil import atomic_output
+from .fsutil import atomic_output, check_input
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -39,13 +39,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         Missing, empty, a folder, corrupt, not an image, or more than Pillow's limit of pixels (about 179 million:
         a decompression bomb).
     """
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path} does not exist; check the path")
-    if path.is_dir():
-        raise InputError(f"{path} is a folder; give image files (e.g. {path}/*.jpg)")
-    if path.stat().st_size == 0:
-        raise InputError(f"{path} is empty (0 bytes); give a valid image file")
+    path = check_input(path, what="image", error=InputError, give=f"image files (e.g. {Path(path)}/*.jpg)")
     try:
         with warnings.catch_warnings():  # photos of 90-179 megapixels are read without a warning on stderr
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)

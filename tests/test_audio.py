@@ -71,7 +71,7 @@ def _one_line(err: pytest.ExceptionInfo) -> str:
 def test_missing_song(tmp_path):
     with pytest.raises(AudioError) as err:
         load_song(tmp_path / "nope.mp3")
-    assert "not found" in _one_line(err) and "nope.mp3" in str(err.value)
+    assert "does not exist" in _one_line(err) and "nope.mp3" in str(err.value)
 
 
 def test_empty_song(tmp_path):

@@ -55,6 +55,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, VideoError
+from ..fsutil import check_input
 
 __all__ = [
     "VideoInfo",
@@ -185,14 +186,7 @@ class VideoInfo:
 
 
 def _check_file(path: str | os.PathLike) -> Path:
-    path = Path(path)
-    if not path.exists():
-        raise VideoError(f"video {path} does not exist: check the path")
-    if path.is_dir():
-        raise VideoError(f"video {path} is a folder: give the path of a video file")
-    if path.stat().st_size == 0:
-        raise VideoError(f"video {path} is empty (0 bytes): re-export or re-download it")
-    return path
+    return check_input(path, what="video", error=VideoError, give="a video file (re-export or re-download it)")
 
 
 def ffmpeg_listing(path: str | os.PathLike) -> str:

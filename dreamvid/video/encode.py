@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import AudioError, ConfigError, InputError, OutputError, VideoError, suggest
-from ..fsutil import atomic_output, check_output
+from ..fsutil import atomic_output, check_input, check_output
 from .decode import VideoInfo, ffmpeg_exe, ffmpeg_listing, ffmpeg_url, framecrc_packets, probe
 
 __all__ = [
@@ -363,12 +363,7 @@ class FrameWriter:
 
 
 def _check_input(path: str | os.PathLike, kind: str, error: type[InputError]) -> Path:
-    path = Path(path)
-    if not path.is_file():
-        raise error(f"{kind} {path} does not exist: check the path")
-    if path.stat().st_size == 0:
-        raise error(f"{kind} {path} is empty (0 bytes): re-export or re-download it")
-    return path
+    return check_input(path, what=kind, error=error, give=f"a {kind} file (re-export or re-download it)")
 
 
 def concat(
