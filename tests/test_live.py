@@ -757,10 +757,6 @@ def _browser_missing() -> str | None:
 
 @pytest.mark.skipif(_browser_missing() is not None, reason=str(_browser_missing()))
 def test_page_shows_frames_in_order_and_plays_the_song(tmp_path, media):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
     from dreamvid.live.page import free_port
 
     port = free_port()
@@ -783,15 +779,7 @@ def test_page_shows_frames_in_order_and_plays_the_song(tmp_path, media):
             with pytest.raises(urllib.error.HTTPError) as e:
                 urllib.request.urlopen(url.rstrip("/") + path, timeout=5)
             assert e.value.code == 404
-        opts = Options()
-        for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=800,600",
-                  "--autoplay-policy=no-user-gesture-required", "--mute-audio"):
-            opts.add_argument(a)
-        opts.binary_location = shutil.which("chromium") or shutil.which("chromium-browser")
-        try:
-            driver = webdriver.Chrome(options=opts, service=Service(shutil.which("chromedriver")))
-        except Exception as e:  # noqa: BLE001 - a browser that cannot start here is a skip, with the reason
-            pytest.skip(f"headless chromium does not start here: {str(e).splitlines()[0]}")
+        driver = _chromium()
         driver.get(url)
 
         def page():
