@@ -300,9 +300,9 @@ def cpu_stages(args) -> None:
                 t1 = time.perf_counter()
                 flows = video.flow_pair(src, prev, max_side=VideoParams().flow_max_side)
                 t2 = time.perf_counter()
-                _, mask = video.coherent_init(src, prev, dreams[k - 1], flows=flows)
+                video.coherent_init(src, prev, dreams[k - 1], flows=flows)
                 t3 = time.perf_counter()
-                stab.update_with_flow(prev, src, dreams[k - 1], dreams[k], bwd=flows[0], mask=mask)
+                stab.update(prev, src, dreams[k - 1], dreams[k])  # its own flow: independent of the carrying one
                 t4 = time.perf_counter()
                 strength.update(src, dreams[k])  # on the dream's thread; the stability measure runs behind it
                 acc["strength"] += time.perf_counter() - t4

@@ -146,3 +146,34 @@ def test_cli_dreams_with_backend(name, weights_path, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     record = json.loads(out.with_name(out.name + ".dreamvid.json").read_text())
     assert record["backend"] == name
+
+
+_PRECISION_PROBE = """
+import json, jax, jax.numpy as jnp
+from dreamvid import model
+from dreamvid.backends.jax_common import losses_fn, variables
+seen = {}
+for precision in ("fp32", "bf16"):
+    m = model.feature_model(model.resolve_weights("random"), ("mixed0",), precision)
+    tv, ntv = variables(m)
+    grad = jax.grad(lambda x: losses_fn(m, [None])(x, [1.0], tv, ntv).sum())
+    jaxpr = jax.make_jaxpr(grad)(jnp.zeros((1, 80, 80, 3)))
+    seen[precision] = sorted({str(e.params.get("precision")) for e in jaxpr.jaxpr.eqns
+                              if e.primitive.name == "conv_general_dilated"})
+print(json.dumps(seen))
+"""
+
+
+@pytest.mark.skipif(not installed("jax"), reason="jax is not installed: pip install 'dreamvid[jax]'")
+@needs("jax")
+def test_jax_fp32_convolutions_are_float32_on_a_gpu_too():
+    """A GPU runs JAX's float32 convolutions in TF32 unless told otherwise; on an H200 the one-program frame then left
+    the host path beyond the backends' tolerance, and passed at full precision (issue 21). So ``fp32`` traces every
+    convolution (forward and gradient) at HIGHEST, which a CPU can check; ``bf16`` stays the fast mode."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DREAMVID_BACKEND", "JAX_DEFAULT_MATMUL_PRECISION")}
+    proc = subprocess.run([sys.executable, "-c", _PRECISION_PROBE], env=dict(env, KERAS_BACKEND="jax"),
+                          capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert seen["fp32"] == ["(Precision.HIGHEST, Precision.HIGHEST)"], seen
+    assert seen["bf16"] == ["None"], seen

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..dream.tiles import tile_plan
 from ..model import as_keras
-from .jax_common import losses_fn, variables
+from .jax_common import full_precision, losses_fn, variables
 from .jax_frame import make_frame, stage  # noqa: F401  (the backend contract: the one-program frame)
 
 name = "jax"
@@ -73,7 +73,8 @@ def make_forward(model, *, precision: str = "fp32", jit: str | bool = "auto"):
     tv, ntv = variables(keras_model)
 
     def forward(tiles, tv, ntv):
-        acts, _ = keras_model.stateless_call(tv, ntv, tiles, training=False)
+        with full_precision(keras_model):
+            acts, _ = keras_model.stateless_call(tv, ntv, tiles, training=False)
         return [a.astype(jnp.float32) for a in (acts if isinstance(acts, (list, tuple)) else [acts])]
 
     fn = jax.jit(forward) if _use_jit(jit) else forward

@@ -4,6 +4,7 @@ program arguments, and JAX's persistent compilation cache. Below both, so neithe
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import jax
@@ -12,7 +13,7 @@ import numpy as np
 
 from ..model import cache_dir
 
-__all__ = ["losses_fn", "variables"]
+__all__ = ["full_precision", "losses_fn", "variables"]
 
 # Compiled programs persist between runs (one InceptionV3 step at 1080p takes seconds to compile), in the
 # dreamvid cache folder unless the user set JAX's own option.
@@ -21,6 +22,18 @@ if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
         jax.config.update("jax_compilation_cache_dir", str(cache_dir() / "jax"))
     except Exception:  # an older JAX without the option: compile every run
         pass
+
+
+def full_precision(model):
+    """Where ``fp32`` means float32 on a GPU too: a context to trace the model's call in. JAX lets a GPU run float32
+    convolutions in TF32 (10-bit mantissas) by default; on an H200 that moved the one-program frame away from the
+    host path beyond the tolerance the backends are held to (fresh, anchored and blended frames), and the same tests
+    passed at "highest" (issue 21, docs/performance.md). A bf16 model is left as it is (it is the fast mode), and a
+    user's own ``JAX_DEFAULT_MATMUL_PRECISION`` wins. On a CPU float32 is float32 either way."""
+    bf16 = any(getattr(layer, "compute_dtype", "float32") != "float32" for layer in model.layers)  # mixed_bfloat16
+    if os.environ.get("JAX_DEFAULT_MATMUL_PRECISION") or bf16:
+        return contextlib.nullcontext()
+    return jax.default_matmul_precision("highest")
 
 
 def _match(act, target):
@@ -35,7 +48,8 @@ def losses_fn(model, channels):
     chans = [np.asarray(c, np.int32) if c else None for c in channels]
 
     def losses(tiles, weights, tv, ntv, targets=()):
-        acts, _ = model.stateless_call(tv, ntv, tiles, training=False)
+        with full_precision(model):
+            acts, _ = model.stateless_call(tv, ntv, tiles, training=False)
         if not isinstance(acts, (list, tuple)):
             acts = [acts]
         total = 0.0
