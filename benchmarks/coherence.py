@@ -11,11 +11,14 @@ output file and the decoded source, with the report's own measures (``dreamvid.m
 at the render's size, never the flow that carried the dream):
 
 - ``stability``: the standard warping error of the output over the source's (``temporal_stability``),
+- ``glued`` (``still:`` and ``slowpan:`` clips): the output's warping error along the clip's *true* motion over the
+  source's, with no flow estimate in the way (a dream that slides over the footage, or swims, scores high),
 - ``still``: the output's mean change a frame on still pixels, grey levels (``still_change``; the footage's own in
   brackets),
 - ``moving``: the warping-error ratio on pixels that move 1 px a frame or more (``moving_stability``),
-- ``join``: the output's change on still pixels across the segment joins (every ``--segment-frames``-th frame, where
-  the render starts a new H.264 segment) over the same across the other pairs (1.0: a join does not show),
+- ``join``: the output's mean change on still pixels across the segment joins (every ``--segment-frames``-th frame,
+  where the render starts a new H.264 segment), grey levels, and in brackets the same across the other pairs of
+  frames (a join that does not show changes no more than they do),
 - ``strength``: mean |output − source| (grey levels),
 - ``gain``: the objective of mixed3+mixed5 (sum of the layers' mean activations) on the output over the same on
   the source, averaged over every 5th frame (a smear or a blur keeps strength and stability but loses gain),
@@ -170,22 +173,45 @@ def rms_per_frame(y: np.ndarray, sr: int, fps: float, n: int) -> np.ndarray:
     return out
 
 
-def decode(path: Path, size: tuple[int, int] | None = None) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, bgr = cap.read()
-        if not ok:
-            break
-        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        if size is not None and rgb.shape[1::-1] != tuple(size):
-            rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-        frames.append(rgb)
-    return frames
+def decode(path: Path, size: tuple[int, int] | None = None, *, first: int = 0,
+           count: int | None = None) -> list[np.ndarray]:
+    """Frames ``first .. first + count`` of a video at ``size``, decoded as the render decodes them."""
+    from dreamvid.video import iter_frames
+
+    return list(iter_frames(path, first=first, count=count, size=size))
+
+
+def true_motion(spec: str) -> tuple[float, float] | None:
+    """The backward flow of a ``still:`` or ``slowpan:`` clip, the same at every pixel: ``(dx, dy)``; else None."""
+    kind, _, arg = spec.partition(":")
+    if kind == "still":
+        return (0.0, 0.0)
+    if kind != "slowpan":
+        return None
+    speed = arg.partition("@")[2]
+    dx, dy = (float(v) for v in speed.split(",")) if speed else (0.5, 0.1)
+    return (dx, dy)  # frame k shows the photo at x0 + k·speed: pixel x was at x + speed in frame k − 1
+
+
+def glue(src: list[np.ndarray], out: list[np.ndarray], motion: tuple[float, float], *, margin: int = 8) -> float:
+    """The warping error of the output along the clip's *true* motion over the source's (interior pixels): how well
+    the dream stays glued to the footage, with no flow estimate in the way."""
+    from dreamvid.video import warp
+
+    h, w = src[0].shape[:2]
+    flow = np.zeros((h, w, 2), np.float32)
+    flow[...] = motion
+    inner = (slice(margin, -margin), slice(margin, -margin))
+
+    def error(frames):
+        return np.mean([np.abs(frames[k].astype(np.float32) - warp(frames[k - 1], flow))[inner].mean()
+                        for k in range(1, min(len(src), len(out)))])
+
+    return float(error(out) / error(src))
 
 
 def measure(src: list[np.ndarray], out: list[np.ndarray], dreamer, rms: np.ndarray | None, *, segment: int,
-            gain_every: int = 5):
+            motion: tuple[float, float] | None = None, gain_every: int = 5):
     from dreamvid.config import DreamParams, parse_layers
     from dreamvid.metrics import GAIN_LAYERS, StabilityMeter, StrengthMeter, pair_maps, pearson
 
@@ -206,34 +232,67 @@ def measure(src: list[np.ndarray], out: list[np.ndarray], dreamer, rms: np.ndarr
         if k % gain_every == 0:
             gains.append(dreamer.objective_value(out[k], gp) / dreamer.objective_value(src[k], gp))
     sync = pearson(rms[:n], per_frame) if rms is not None else math.nan
-    join = float(np.mean(joins)) / max(1e-6, float(np.mean(rest))) if joins and rest else math.nan
-    return {"stability": stab.value, "still": stab.still_change, "still_src": stab.still_change_source,
-            "moving": stab.moving_value, "join": join, "join_change": float(np.mean(joins)) if joins else math.nan,
+    return {"stability": stab.value, "glue": glue(src, out, motion) if motion is not None else math.nan,
+            "still": stab.still_change, "still_src": stab.still_change_source,
+            "moving": stab.moving_value, "join": float(np.mean(joins)) if joins else math.nan,
+            "rest": float(np.mean(rest)) if rest else math.nan,
             "strength": strength.value, "gain": float(np.mean(gains)), "detail": float(np.mean(detail)),
             "sync": sync, "per_frame_strength": per_frame,
             "still_per_pair": [round(v, 3) for v in rest]}
 
 
-def strip(src: list[np.ndarray], out: list[np.ndarray], path: Path, picks: int = 5) -> None:
-    n = min(len(src), len(out))
-    idx = np.linspace(0, n - 1, picks).round().astype(int)
-    top = np.concatenate([src[i] for i in idx], axis=1)
-    bottom = np.concatenate([out[i] for i in idx], axis=1)
-    cv2.imwrite(str(path), cv2.cvtColor(np.concatenate([top, bottom], axis=0), cv2.COLOR_RGB2BGR))
+def strip(src: list[np.ndarray], outs: dict[str, list[np.ndarray]], path: Path, *, picks: int = 5,
+          diff: Path | None = None, segment: int = 0) -> None:
+    """One row of ``picks`` frames for the source and for each mode (JPEG), the shot's second frame (the first
+    carried one) first and, where the clip crosses one, the first frame of the second segment (a join) last; with
+    ``diff``, the same rows of each frame's change from the frame before, |frame k − frame k−1| × 8 (black: nothing
+    changed)."""
+    n = min([len(src)] + [len(o) for o in outs.values()])
+    idx = np.linspace(1, n - 1, picks).round().astype(int)
+    if 0 < segment < n:
+        idx[-1] = segment
+
+    def label(img: np.ndarray, text: str) -> np.ndarray:
+        img = np.ascontiguousarray(img)
+        cv2.putText(img, text, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(img, text, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+        return img
+
+    rows = {"source": src, **outs}
+    grid = [np.concatenate([label(frames[i].copy(), f"{name} {i}" if j == 0 else str(i))
+                            for j, i in enumerate(idx)], axis=1) for name, frames in rows.items()]
+    cv2.imwrite(str(path), cv2.cvtColor(np.concatenate(grid, axis=0), cv2.COLOR_RGB2BGR),
+                [cv2.IMWRITE_JPEG_QUALITY, 88])
+    if diff is not None:
+        grid = []
+        for name, frames in rows.items():
+            cells = []
+            for j, i in enumerate(idx):
+                d = np.abs(frames[i].astype(np.int16) - frames[i - 1]).mean(axis=2) * 8
+                cell = np.repeat(np.clip(d, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+                cells.append(label(cell, f"{name} {i}-{i - 1}" if j == 0 else f"{i}-{i - 1}"))
+            grid.append(np.concatenate(cells, axis=1))
+        cv2.imwrite(str(diff), cv2.cvtColor(np.concatenate(grid, axis=0), cv2.COLOR_RGB2BGR),
+                    [cv2.IMWRITE_JPEG_QUALITY, 88])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--clip", action="append", help="video file or pan:/zoom:/object: spec (repeatable)")
+    ap.add_argument("--clip", action="append", help="video file (PATH@SECONDS to start there) or a pan:/zoom:/object:/"
+                    "still:/slowpan: spec (repeatable)")
     ap.add_argument("--song", default=str(ROOT / "examples" / "groove.wav"))
     ap.add_argument("--song-start", type=float, default=0.0, help="seconds into the song where the section starts")
+    ap.add_argument("--react", type=float, default=1.0, help="how strongly the dream follows the song (0: music off)")
     ap.add_argument("--preset", default="lysergic")
     ap.add_argument("--max-side", type=int, default=320)
     ap.add_argument("--frames", type=int, default=50)
+    ap.add_argument("--segment-frames", type=int, default=48, help="frames per H.264 segment (the render's default)")
+    ap.add_argument("--crf", type=int, default=18, help="the renders' H.264 quality (18: the render's default)")
     ap.add_argument("--modes", default=",".join(MODES))
     ap.add_argument("--set", action="append", default=[], help="config override, e.g. video.anchor=2 (repeatable)")
     ap.add_argument("--weights", default=os.environ.get("DREAMVID_WEIGHTS"))
-    ap.add_argument("--strips", type=Path, help="folder for a source/output strip per run (PNG)")
+    ap.add_argument("--strips", type=Path, help="folder for each clip's strip (source and every mode) and frame "
+                    "difference image (JPEG)")
     ap.add_argument("--keep", type=Path, help="folder to keep the rendered videos in")
     ap.add_argument("--curves", type=Path, help="JSON file for each run's per-frame strength and the song's RMS")
     args = ap.parse_args()
@@ -260,29 +319,34 @@ def main() -> None:
     mode_cfg = {
         "perframe": {"video": {"coherence": "none"}},
         "blend": {"video": {"coherence": "blend", "strength": 0.0}},
+        "raw": {"video": {"coherence": "anchor", "motion_window": 0}},
         "anchor": {"video": {"coherence": "anchor"}},
     }
     dreamer = Dreamer(weights=args.weights)
     tmp = Path(tempfile.mkdtemp(prefix="dreamvid-coherence-"))
-    seconds = args.frames / 25.0 + 0.5
-    song, y, sr = cut_song(Path(args.song), args.song_start, seconds, tmp / "song.wav")
     if args.strips:
         args.strips.mkdir(parents=True, exist_ok=True)
     rows, curves, last_strength = [], {}, {}
     for ci, spec in enumerate(clips):
-        if ":" in spec and spec.split(":", 1)[0] in ("pan", "zoom", "object"):
+        start = 0.0
+        if ":" in spec and spec.split(":", 1)[0] in SYNTHETIC:
             w = args.max_side
             size = (w - w % 2, int(round(w * 9 / 16)) // 2 * 2)
             path = synth_clip(spec, tmp / f"clip{ci}.mp4", size=size, frames=args.frames)
-            name = spec.split(":")[0] + ":" + Path(spec.split(":", 1)[1].split("+")[0]).stem
+            name = spec.split(":")[0] + ":" + Path(spec.split(":", 1)[1].split("+")[0].split("@")[0]).stem
         else:
-            path, name = Path(spec), Path(spec).stem
+            file, _, at = spec.partition("@")
+            path, name, start = Path(file), Path(file).stem + (f"@{at}" if at else ""), float(at or 0.0)
         info = probe(path)
         size = output_size(info.width, info.height, args.max_side)
-        n = min(args.frames, info.frame_count)
-        src = decode(path, size)[:n]
+        first = round(start * info.fps)
+        n = min(args.frames, info.frame_count - first)
+        src = decode(path, size, first=first, count=n)
+        song, y, sr = cut_song(Path(args.song), args.song_start, n / info.fps + 0.5, tmp / f"song{ci}.wav")
         rms = rms_per_frame(y, sr, info.fps, n)
         synthetic = path.parent == tmp
+        motion = true_motion(spec) if synthetic else None
+        outs = {}
         for mode in modes:
             if mode == "ideal":
                 if not synthetic:
@@ -296,46 +360,59 @@ def main() -> None:
 
                 t = time.perf_counter()
                 out_path = synth_clip(spec, tmp / f"ideal{ci}.mp4", size=size, frames=n, paint=paint)
-                out = decode(out_path)[:n]
-                m = measure(src, out, dreamer, rms)
+                out = decode(out_path, count=n)
+                m = measure(src, out, dreamer, rms, segment=args.segment_frames, motion=motion)
                 rows.append((name, f"{size[0]}x{size[1]}", mode, m, math.nan, time.perf_counter() - t))
-                print(f"{name:24s} {mode:9s} stab {m['stability']:6.2f} strength {m['strength']:5.1f} "
-                      f"gain {m['gain']:5.2f}", flush=True)
-                if args.strips:
-                    strip(src, out, args.strips / f"{name.replace(':', '-')}-{size[0]}-{mode}.png")
+                print(f"{name:24s} {mode:9s} stab {m['stability']:6.2f} glue {m['glue']:5.2f} still {m['still']:5.2f} "
+                      f"strength {m['strength']:5.1f} gain {m['gain']:5.2f} detail {m['detail']:5.1f}", flush=True)
+                outs[mode] = out
                 continue
             config = resolve(merge(base, mode_cfg[mode]), preset=args.preset)
             out_path = (args.keep or tmp) / f"{name.replace(':', '-')}-{mode}.mp4"
             out_path.parent.mkdir(parents=True, exist_ok=True)
-            opts = RenderOptions(input=path, output=out_path, song=song, duration=n / info.fps,
-                                 max_side=args.max_side, overwrite=True, crf=12)
+            opts = RenderOptions(input=path, output=out_path, song=song, start=first / info.fps,
+                                 duration=n / info.fps, max_side=args.max_side, overwrite=True, crf=args.crf,
+                                 segment_frames=args.segment_frames, react=args.react)
             t = time.perf_counter()
             report = render(opts, config, dreamer)
             wall = time.perf_counter() - t
-            out = decode(out_path)[:n]
-            m = measure(src, out, dreamer, rms)
+            out = decode(out_path, count=n)
+            m = measure(src, out, dreamer, rms, segment=args.segment_frames, motion=motion)
             rows.append((name, f"{size[0]}x{size[1]}", mode, m, report["dream_seconds_per_frame"], wall))
+            outs[mode] = out
             if mode == "anchor":
                 last_strength[name] = m["strength"]
             curves[f"{name} {mode}"] = {"strength": [round(v, 3) for v in m["per_frame_strength"]],
-                                        "rms": [round(float(v), 5) for v in rms], "fps": info.fps}
-            print(f"{name:24s} {mode:9s} stab {m['stability']:6.2f} strength {m['strength']:5.1f} "
-                  f"gain {m['gain']:5.2f} sync {m['sync']:5.2f} s/frame {report['dream_seconds_per_frame']:.2f}",
+                                        "rms": [round(float(v), 5) for v in rms], "fps": info.fps,
+                                        "still_per_pair": m["still_per_pair"]}
+            print(f"{name:24s} {mode:9s} stab {m['stability']:6.2f} glue {m['glue']:5.2f} still {m['still']:5.2f} "
+                  f"moving {m['moving']:5.2f} "
+                  f"join {m['join']:5.2f} ({m['rest']:4.2f}) strength {m['strength']:5.1f} gain {m['gain']:5.2f} "
+                  f"detail {m['detail']:5.1f} sync {m['sync']:5.2f} s/frame {report['dream_seconds_per_frame']:.2f}",
                   flush=True)
-            if args.strips:
-                strip(src, out, args.strips / f"{name.replace(':', '-')}-{size[0]}-{mode}.png")
+        if args.strips and outs:
+            stem = args.strips / f"{name.replace(':', '-').replace('@', '-')}-{size[0]}"
+            strip(src, outs, stem.with_name(stem.name + "-strip.jpg"), diff=stem.with_name(stem.name + "-diff.jpg"),
+                  segment=args.segment_frames)
     if args.curves:
         args.curves.write_text(json.dumps(curves))
     print()
-    print(f"preset {args.preset}, {args.frames} frames, song {Path(args.song).name} from {args.song_start:g} s"
+    print(f"preset {args.preset}, {args.frames} frames, react {args.react:g}, song {Path(args.song).name} from "
+          f"{args.song_start:g} s, crf {args.crf}, segments of {args.segment_frames}"
           + (f", overrides {' '.join(args.set)}" if args.set else ""))
-    print("| clip | size | mode | temporal_stability | dream_strength | dream_gain | audio_sync | s/frame |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| clip | size | mode | temporal_stability | glued | still_change (footage) | moving_stability | "
+          "join (other pairs) | dream_strength | dream_gain | detail | audio_sync | s/frame |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+
+    def num(v: float, fmt: str = ".2f") -> str:
+        return "" if v is None or not math.isfinite(v) else format(v, fmt)
+
     for name, size, mode, m, spf, _ in rows:
-        sync = "" if mode == "ideal" else f"{m['sync']:.2f}"
-        sec = "" if mode == "ideal" else f"{spf:.2f}"
-        print(f"| {name} | {size} | {mode} | {m['stability']:.2f} | {m['strength']:.1f} | {m['gain']:.2f} | "
-              f"{sync} | {sec} |")
+        sync = "" if mode == "ideal" or args.react == 0 else num(m["sync"])
+        print(f"| {name} | {size} | {mode} | {num(m['stability'])} | {num(m['glue'])} | "
+              f"{num(m['still'])} ({num(m['still_src'])}) | "
+              f"{num(m['moving'])} | {num(m['join'])} ({num(m['rest'])}) | {num(m['strength'], '.1f')} | "
+              f"{num(m['gain'])} | {num(m['detail'], '.1f')} | {sync} | {num(spf)} |")
 
 
 def load_toml_value(text: str):

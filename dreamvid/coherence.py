@@ -117,7 +117,9 @@ class Coherence:
         ----------
         src : uint8 (H, W, 3), source frame t
         prev_src, prev_out : uint8 (H, W, 3) or None, source and output frame t−1 (None: the first frame)
-        flows : (bwd, fwd) float32 (H, W, 2) between ``src`` and ``prev_src`` (see ``video.flow_pair``)
+        flows : (bwd, fwd) float32 (H, W, 2) between ``src`` and ``prev_src`` (conventions of ``video.flow_pair``):
+            the motion that carries the dream, from the render's ``video.MotionTracker`` (zero where the footage
+            stands still, so a still pixel keeps its dream exactly: no resampling, a full anchor, no step)
         cut : a scene cut between t−1 and t: start fresh
         blend : the schedule's blend for this frame (``"blend"`` mode); default ``video.blend``
         """

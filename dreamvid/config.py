@@ -106,7 +106,7 @@ class VideoParams:
     consistency: float = 1.0  # forward-backward check tolerance in px (Ruder et al. use 0.01*|w|^2 + 0.5)
     scene_cut: float = 0.35  # mean abs difference of grey thumbnails (0..1) above which feedback resets
     flow_max_side: int = 960  # flow is measured on frames scaled down to this long side (0: full size)
-    motion_window: int = 3  # frames the carried motion is measured over (video.MotionTracker; 0: raw one-frame flow)
+    motion_window: int = 6  # frames the carried motion is measured over (video.MotionTracker; 0: raw one-frame flow)
 
 
 @dataclass(frozen=True)

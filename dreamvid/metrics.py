@@ -1,7 +1,8 @@
 """Measures of a render, accumulated frame by frame (pure, streaming, no file I/O).
 
-* :class:`StabilityMeter` — temporal stability: the flow-compensated warping error of the output,
-  relative to the same error of the source footage (1.0 = as stable as the footage).
+* :class:`StabilityMeter` — how the output holds: the standard warping error of the output relative to the
+  footage's (``temporal_stability``), the output's change on still pixels (``still_change``) and the warping error
+  on moving ones (``moving_stability``), all with the measures' own flow on the source (:func:`measure_flows`).
 * :class:`StrengthMeter` — dream strength: the mean absolute change the dream made, 0–255 scale.
 * :class:`GainMeter` — dream gain: the network's objective on the output over the same on the source,
   averaged over the frames it sees (a smear or a blur keeps strength and stability but loses gain).
@@ -11,14 +12,15 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from .video.flow import consistency_mask, flow_pair, warp
 
-__all__ = ["GAIN_EVERY", "GAIN_LAYERS", "GainMeter", "Measures", "StabilityMeter", "StrengthMeter", "mean_change",
-           "pearson"]
+__all__ = ["GAIN_EVERY", "GAIN_LAYERS", "GainMeter", "Measures", "PairMaps", "StabilityMeter", "StrengthMeter",
+           "mean_change", "measure_flows", "pair_maps", "pearson"]
 
 #: The objective of ``dream_gain``: the sum of these layers' mean activations (trained weights).
 GAIN_LAYERS = "mixed3:1,mixed5:1"
@@ -37,102 +39,161 @@ def _absdiff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (d.reshape(-1, c) @ np.full(c, 1.0 / c, np.float32)).reshape(d.shape[:2])
 
 
-def _masked_sum(mask: np.ndarray, values: np.ndarray) -> float:
-    """Σ mask·values over all pixels, both float32 (H, W), as one BLAS dot product (float64 result)."""
-    return float(np.dot(mask.ravel().astype(np.float64, copy=False), values.ravel().astype(np.float64, copy=False)))
+def _mean_where(values: np.ndarray, mask: np.ndarray) -> float:
+    """The mean of float32 (H, W) ``values`` where the bool (H, W) ``mask`` is set (OpenCV's masked mean)."""
+    return float(cv2.mean(values, mask=mask.view(np.uint8))[0])
 
 
-class StabilityMeter:
-    """Temporal stability of a render: warping error of the output over warping error of the source.
+#: a still pixel: the footage changes by less than this many grey levels (channels averaged) from one frame to the
+#: next, and its flow is under :data:`STILL_FLOW` px
+STILL_LEVELS = 2.0
+STILL_FLOW = 1.0
+#: a pair of frames with fewer consistent pixels than this share is skipped (a cut, a flash, a whip pan)
+MIN_CONSISTENT = 0.05
 
-    For each consecutive pair, flow is measured on the *source* (``bwd``: cur → prev, ``fwd``:
-    prev → cur) and the occlusion mask of :func:`~dreamvid.video.flow.consistency_mask` selects the
-    pixels where it is reliable. Over those pixels it accumulates ``|out_cur − warp(out_prev, bwd)|``
-    and the same for the source. :attr:`value` is the ratio of the totals: 1.0 means the output
-    flickers no more than the footage itself; dreaming each frame independently scores far above.
 
-    Parameters
-    ----------
-    tol : float
-        Consistency-check tolerance (see ``consistency_mask``).
-    eps : float
-        Added to both mean errors (0–255 scale) so a static source gives a finite ratio.
+def measure_flows(cur: np.ndarray, prev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The measures' own flow between two source frames: OpenCV DIS (medium preset) at the frames' size,
+    ``(bwd, fwd)`` as :func:`~dreamvid.video.flow.flow_pair`. Whatever carried the dream, the measures use this."""
+    return flow_pair(cur, prev, method="dis", max_side=0)
+
+
+@dataclass(frozen=True)
+class PairMaps:
+    """The per-pixel maps of one pair of consecutive frames (all float32 or bool (H, W)).
 
     Attributes
     ----------
-    frames : int
-        Number of pairs measured.
+    consistent : bool, the forward–backward check of Lai et al. (2018) passes
+    still : bool, the footage changed by under ``STILL_LEVELS`` grey levels and its flow is under ``STILL_FLOW`` px
+    moving : bool, consistent and its flow is ``STILL_FLOW`` px or more
+    out_error, src_error : |frame − warp(previous frame, bwd)|, channels averaged (bilinear warp), output and source
+    out_change, src_change : |frame − previous frame|, channels averaged, output and source
+    speed : |bwd| in px
     """
 
-    def __init__(self, *, tol: float = 1.0, eps: float = 0.1) -> None:
-        self.tol = tol
-        self.eps = eps
+    consistent: np.ndarray
+    still: np.ndarray
+    moving: np.ndarray
+    out_error: np.ndarray
+    src_error: np.ndarray
+    out_change: np.ndarray
+    src_change: np.ndarray
+    speed: np.ndarray
+
+
+def pair_maps(prev_src: np.ndarray, src: np.ndarray, prev_out: np.ndarray, out: np.ndarray, *,
+              flows: tuple[np.ndarray, np.ndarray] | None = None) -> PairMaps:
+    """The per-pixel measures of one pair (uint8 RGB (H, W, 3), all the same size): see :class:`PairMaps`.
+
+    ``flows`` is :func:`measure_flows` ``(src, prev_src)`` if the caller has it (computed if None).
+    """
+    bwd, fwd = flows if flows is not None else measure_flows(src, prev_src)
+    # |f + b(warped)|² < 0.01 (|f|² + |b(warped)|²) + 0.5, nothing else (no motion boundaries, erosion or feathering)
+    consistent = consistency_mask(bwd, fwd, tol=1.0, motion_boundaries=False, erode=0, soften=0) > 0.5
+    speed = cv2.magnitude(bwd[..., 0], bwd[..., 1])
+    src_change = _absdiff(src, prev_src)
+    fast = speed >= STILL_FLOW
+    return PairMaps(consistent=consistent, still=(src_change < STILL_LEVELS) & ~fast, moving=consistent & fast,
+                    out_error=_absdiff(out, warp(prev_out, bwd)), src_error=_absdiff(src, warp(prev_src, bwd)),
+                    out_change=_absdiff(out, prev_out), src_change=src_change, speed=speed)
+
+
+class StabilityMeter:
+    """How the output holds from frame to frame, measured against the footage with the measures' own flow.
+
+    Three measures, from every pair of consecutive frames (:func:`pair_maps`; DIS flow on the *source* at its
+    size, never the flow that carried the dream, so a render cannot score well by following its own flow's errors):
+
+    * :attr:`value` (``temporal_stability``): the warping error of Lai et al. (2018): the previous frame warped
+      onto the current one along the backward flow (bilinear), the mean absolute difference (channels averaged)
+      over the pixels that pass the forward–backward check; pairs with under 5 % such pixels are skipped (cuts);
+      the mean over pairs for the output divided by the same for the source (1.0: as stable as the footage);
+    * :attr:`still_change` (``still_change``): the output's mean raw change a frame, in grey levels, on still
+      pixels (the footage changes by under 2 grey levels and the flow is under 1 px); :attr:`still_change_source`
+      is the footage's own there;
+    * :attr:`moving_value` (``moving_stability``): the warping-error ratio, output over source, on the consistent
+      pixels whose flow is 1 px or more (pooled over all pairs).
+
+    Attributes
+    ----------
+    frames : int, pairs counted in :attr:`value`
+    """
+
+    def __init__(self) -> None:
         self.frames = 0
-        self._out = 0.0
+        self.skipped = 0
+        self._out = 0.0  # Σ over pairs of each pair's mean error over its consistent pixels
         self._src = 0.0
-        self._weight = 0.0
+        self._still = [0.0, 0.0, 0.0]  # pixels, Σ output change, Σ footage change
+        self._moving = [0.0, 0.0, 0.0]  # pixels, Σ output error, Σ footage error
 
-    def update(
-        self,
-        src_prev: np.ndarray,
-        src_cur: np.ndarray,
-        out_prev: np.ndarray,
-        out_cur: np.ndarray,
-        *,
-        method: str = "dis",
-    ) -> None:
-        """Add one pair of consecutive frames; all are uint8 RGB (H, W, 3) of the same size."""
-        bwd, fwd = flow_pair(src_cur, src_prev, method=method)
-        self.update_with_flow(src_prev, src_cur, out_prev, out_cur, bwd=bwd, fwd=fwd)
+    def update(self, src_prev: np.ndarray, src_cur: np.ndarray, out_prev: np.ndarray, out_cur: np.ndarray, *,
+               flows: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        """Add one pair of consecutive frames (uint8 RGB (H, W, 3), all the same size). ``flows``:
+        :func:`measure_flows` ``(src_cur, src_prev)`` if already computed."""
+        self.add(pair_maps(src_prev, src_cur, out_prev, out_cur, flows=flows))
 
-    def update_with_flow(
-        self,
-        src_prev: np.ndarray,
-        src_cur: np.ndarray,
-        out_prev: np.ndarray,
-        out_cur: np.ndarray,
-        *,
-        bwd: np.ndarray,
-        fwd: np.ndarray | None = None,
-        mask: np.ndarray | None = None,
-    ) -> None:
-        """Like :meth:`update`, with the source flow already computed (e.g. by the render loop).
-
-        Parameters
-        ----------
-        bwd : ndarray, shape (H, W, 2), float32
-            Flow from ``src_cur`` to ``src_prev``.
-        fwd : ndarray, shape (H, W, 2), float32, optional
-            Flow from ``src_prev`` to ``src_cur``; needed unless ``mask`` is given.
-        mask : ndarray, shape (H, W), float32 in [0, 1], optional
-            Reliability weights; computed from ``bwd`` and ``fwd`` if None.
-        """
-        if mask is None:
-            if fwd is None:
-                raise ValueError("update_with_flow needs fwd or mask")
-            mask = consistency_mask(bwd, fwd, tol=self.tol)
-        mask = mask.astype(np.float32, copy=False)
-        self._out += _masked_sum(mask, _absdiff(out_cur, warp(out_prev, bwd)))
-        self._src += _masked_sum(mask, _absdiff(src_cur, warp(src_prev, bwd)))
-        self._weight += float(mask.sum(dtype=np.float64))
-        self.frames += 1
+    def add(self, m: PairMaps) -> None:
+        """Add one pair's maps."""
+        n = int(np.count_nonzero(m.consistent))
+        if n >= MIN_CONSISTENT * m.consistent.size:
+            self._out += _mean_where(m.out_error, m.consistent)
+            self._src += _mean_where(m.src_error, m.consistent)
+            self.frames += 1
+        else:
+            self.skipped += 1
+        for acc, mask, out, src in ((self._still, m.still, m.out_change, m.src_change),
+                                    (self._moving, m.moving, m.out_error, m.src_error)):
+            k = int(np.count_nonzero(mask))
+            if k:
+                acc[0] += k
+                acc[1] += _mean_where(out, mask) * k
+                acc[2] += _mean_where(src, mask) * k
 
     @property
     def output_error(self) -> float:
-        """Mean warping error of the output over reliable pixels, 0–255 scale (nan before any update)."""
-        return self._out / self._weight if self._weight > 0 else math.nan
+        """The output's mean warping error over the pairs, 0–255 scale (nan before any pair)."""
+        return self._out / self.frames if self.frames else math.nan
 
     @property
     def source_error(self) -> float:
-        """Mean warping error of the source over reliable pixels, 0–255 scale (nan before any update)."""
-        return self._src / self._weight if self._weight > 0 else math.nan
+        """The footage's mean warping error over the pairs, 0–255 scale (nan before any pair)."""
+        return self._src / self.frames if self.frames else math.nan
 
     @property
     def value(self) -> float:
-        """``temporal_stability``: (output error + eps) / (source error + eps); nan before any update."""
-        if self._weight <= 0:
-            return math.nan
-        return (self.output_error + self.eps) / (self.source_error + self.eps)
+        """``temporal_stability``: output error / source error (nan before any pair, or for a frozen source)."""
+        return self._out / self._src if self.frames and self._src > 0 else math.nan
+
+    @property
+    def still_change(self) -> float:
+        """``still_change``: the output's mean change a frame on still pixels, grey levels (nan: none seen)."""
+        return self._still[1] / self._still[0] if self._still[0] else math.nan
+
+    @property
+    def still_change_source(self) -> float:
+        """The footage's own mean change a frame on those pixels (its noise), grey levels."""
+        return self._still[2] / self._still[0] if self._still[0] else math.nan
+
+    @property
+    def moving_value(self) -> float:
+        """``moving_stability``: the warping-error ratio on moving consistent pixels (nan: none seen)."""
+        return self._moving[1] / self._moving[2] if self._moving[0] and self._moving[2] > 0 else math.nan
+
+    def state(self) -> dict:
+        """The accumulators, as plain JSON-able values."""
+        return {"frames": self.frames, "skipped": self.skipped, "out": self._out, "src": self._src,
+                "still": list(self._still), "moving": list(self._moving)}
+
+    def load(self, state: dict) -> None:
+        """Continue from a :meth:`state`."""
+        self.frames = int(state.get("frames", 0))
+        self.skipped = int(state.get("skipped", 0))
+        self._out = float(state.get("out", 0.0))
+        self._src = float(state.get("src", 0.0))
+        self._still = [float(v) for v in state.get("still", [0.0] * 3)]
+        self._moving = [float(v) for v in state.get("moving", [0.0] * 3)]
 
 
 class StrengthMeter:
@@ -250,6 +311,11 @@ def pearson(a, b) -> float:
 GAIN_EVERY = 10  # dream_gain is measured on every 10th frame (two network passes each)
 
 
+#: the stability measures take the pair (k − 1, k) of every frame k up to this many pixels, and of every
+#: ``ceil(pixels / STABILITY_PIXELS)``-th frame above (a 1080p pair costs ~1.7 s of CPU on 2 cores: docs/measures.md)
+STABILITY_PIXELS = 1_000_000
+
+
 class Measures:
     """Every measure of a render, streaming: one object per render (or chunk), fed each finished frame in order.
 
@@ -264,16 +330,19 @@ class Measures:
     level : float array (n,) or None
         The song's loudness per frame of the film (``audio_sync`` correlates it with each frame's strength);
         None: no song.
-    tol : float
-        The consistency tolerance of the stability measure's mask.
     gain_every : int
         ``dream_gain`` is measured on frames ``k`` with ``k % gain_every == 0``.
+    stability_every : int or None
+        The stability measures take the pair ending at frame ``k`` where ``k % stability_every == 0``; None: every
+        frame up to :data:`STABILITY_PIXELS` pixels, fewer above.
     """
 
-    def __init__(self, *, objective=None, level=None, tol: float = 1.0, gain_every: int = GAIN_EVERY) -> None:
+    def __init__(self, *, objective=None, level=None, gain_every: int = GAIN_EVERY,
+                 stability_every: int | None = None) -> None:
         self.level = level
         self.gain_every = int(gain_every)
-        self.stability = StabilityMeter(tol=tol)
+        self.stability_every = stability_every
+        self.stability = StabilityMeter()
         self.strength = StrengthMeter()
         self.gain = GainMeter(objective) if objective is not None else None
         self._sync = [0.0] * 6  # n, Σx, Σy, Σxx, Σyy, Σxy
@@ -284,37 +353,44 @@ class Measures:
         """Add film frame ``k`` (source and output, uint8 RGB) and return its strength (mean ``|out − src|``).
 
         ``prev_src`` / ``prev_out`` are the frame before (None at the first frame of a run); ``cut`` says a shot
-        starts at ``k``; ``flows`` (bwd, fwd) are the flows the render carried the dream along, ``mask`` their
-        consistency mask, if it has them; ``intensity`` the frame's :func:`mean_change` if already known.
+        starts at ``k``; ``intensity`` is the frame's :func:`mean_change` if already known. The stability measures
+        use their own flow (:func:`measure_flows`), not the one that carried the dream: ``flows`` (what the render's
+        motion tracker returned) is used only for the raw DIS estimate it may hold (``flows.measured``, the same
+        :func:`measure_flows` of these frames, computed once for both); ``mask`` is not used.
         """
         intensity = self.strength.update(src, out) if intensity is None else self.strength.add(intensity, out.size)
         if self.level is not None:
             _sync_add(self._sync, float(self.level[k]), intensity)  # the song's own RMS, unsmoothed
-        if prev_src is not None and prev_out is not None and flows is not None and not cut:
-            self.stability.update_with_flow(prev_src, src, prev_out, out, bwd=flows[0], fwd=flows[1], mask=mask)
+        every = self.stability_every or max(1, math.ceil(src.shape[0] * src.shape[1] / STABILITY_PIXELS))
+        if prev_src is not None and prev_out is not None and not cut and k % every == 0:
+            measured = getattr(flows, "measured", None)
+            self.stability.update(prev_src, src, prev_out, out, flows=measured)
         if self.gain is not None and k % self.gain_every == 0:
             self.gain.update(src, out)
         return intensity
 
     def state_dict(self) -> dict:
-        """The accumulators, as plain JSON-able values."""
-        return {"stability": dict(vars(self.stability)), "strength": dict(vars(self.strength)),
+        """The accumulators, as plain JSON-able values (a few numbers: state.json holds them every frame)."""
+        return {"stability": self.stability.state(), "strength": dict(vars(self.strength)),
                 "gain": self.gain.state() if self.gain is not None else {}, "sync": list(self._sync)}
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from a :meth:`state_dict`."""
-        for name in ("stability", "strength"):
-            meter = getattr(self, name)
-            for key, value in (state.get(name) or {}).items():
-                if key in vars(meter):
-                    setattr(meter, key, value)
+        self.stability.load(state.get("stability") or {})
+        for key, value in (state.get("strength") or {}).items():
+            if key in vars(self.strength):
+                setattr(self.strength, key, value)
         if self.gain is not None:
             self.gain.load(state.get("gain") or {})
         self._sync = [float(v) for v in state.get("sync", self._sync)]
 
     def report(self) -> dict:
-        """``temporal_stability``, ``dream_strength``, ``dream_gain`` and ``audio_sync`` (None where not measured)."""
-        return {"temporal_stability": _num(self.stability.value), "dream_strength": _num(self.strength.value),
+        """``temporal_stability``, ``still_change``, ``still_change_source``, ``moving_stability``,
+        ``dream_strength``, ``dream_gain`` and ``audio_sync`` (None where not measured)."""
+        st = self.stability
+        return {"temporal_stability": _num(st.value), "still_change": _num(st.still_change),
+                "still_change_source": _num(st.still_change_source), "moving_stability": _num(st.moving_value),
+                "dream_strength": _num(self.strength.value),
                 "dream_gain": _num(self.gain.value) if self.gain is not None else None,
                 "audio_sync": _num(_sync_value(self._sync)) if self.level is not None else None}
 

@@ -323,8 +323,7 @@ def _measures(film: Film, dreamer) -> metrics.Measures:
     level = None
     if film.features is not None:
         level = np.asarray(film.features.level[film.offset:film.offset + film.n], np.float64)
-    return metrics.Measures(objective=lambda img: dreamer.objective_value(img, gain_params), level=level,
-                            tol=film.config.video.consistency)
+    return metrics.Measures(objective=lambda img: dreamer.objective_value(img, gain_params), level=level)
 
 
 def _run(film: Film, dreamer, work: WorkFolder, state: State, measures: metrics.Measures, *, on_frame,

@@ -13,6 +13,7 @@ import pytest
 from dreamvid.errors import AudioError, ConfigError, OutputError, VideoError
 from dreamvid.video import (
     FrameWriter,
+    MotionTracker,
     coherent_init,
     concat,
     consistency_mask,
@@ -294,6 +295,98 @@ def test_no_brightness_or_saturation_drift(mode, speed):
     assert max(late) - min(late) < 1.5  # settled
     assert max(abs(g) for g in sat_gap[-50:]) < 20
     assert max(sat_gap[-50:]) - min(sat_gap[-50:]) < 3
+
+
+# -- the motion tracker ---------------------------------------------------------------------------------------------
+def _footage(k: int, *, speed=(0.0, 0.0), square: float | None = None, sigma: float = 1.5, size=(128, 96)):
+    """Frame ``k`` of a camera shot of a photo: panned by ``speed`` px a frame (bicubic), a textured square moving
+    ``square`` px a frame to the right over it, and fresh sensor noise of ``sigma`` grey levels on every frame."""
+    from tests.conftest import load_example
+
+    photo = load_example("coffee.png", 200).astype(np.float32)
+    m = np.float32([[1, 0, -20 - speed[0] * k], [0, 1, -10 - speed[1] * k]])
+    frame = cv2.warpAffine(photo, m, size, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+    if square is not None:
+        x = round(10 + square * k)
+        frame[30:62, x:x + 32] = texture((32, 32), seed=9)
+    rng = np.random.default_rng(1000 + k)
+    return np.clip(np.rint(frame + rng.normal(0.0, sigma, frame.shape)), 0, 255).astype(np.uint8)
+
+
+def _carried(frames, **video):
+    from dreamvid.config import VideoParams
+
+    tracker = MotionTracker(VideoParams(**video))
+    return [tracker.push(f) for f in frames]
+
+
+def test_motion_tracker_holds_a_still_shot_still():
+    # DIS measures a different sub-pixel flow on every frame of still, noisy footage; the tracker hands on none
+    frames = [_footage(k) for k in range(8)]
+    raw = _carried(frames, motion_window=0)
+    carried = _carried(frames)
+    assert raw[0] is None and carried[0] is None
+    assert np.count_nonzero(raw[-1][0]) > 0.9 * raw[-1][0].size  # the noise the dream would swim on
+    for flows in carried[1:]:
+        assert not flows[0].any() and not flows[1].any()
+
+
+def test_motion_tracker_follows_a_slow_pan_more_precisely_than_one_frame_flow():
+    speed = (0.3, 0.1)  # bwd = +speed: the photo slides left/up under a camera panning right/down
+    frames = [_footage(k, speed=speed) for k in range(10)]
+    inner = (slice(12, -12), slice(12, -12))
+    err_carried = [np.abs(f[0][inner] - speed).mean() for f in _carried(frames)[3:]]
+    err_raw = [np.abs(f[0][inner] - speed).mean() for f in _carried(frames, motion_window=0)[3:]]
+    assert max(err_carried) < 0.04  # glued: a snap to zero would be off by 0.2 on average
+    assert np.mean(err_carried) < 0.5 * np.mean(err_raw)
+
+
+def test_motion_tracker_moves_an_object_and_not_the_still_background_around_it():
+    frames = [_footage(k, square=2.0) for k in range(8)]
+    bwd, fwd = _carried(frames)[-1]
+    x = round(10 + 2.0 * 7)  # the square's left edge in the last frame
+    inside = bwd[36:56, x + 6:x + 26]
+    assert np.median(inside[..., 0]) == pytest.approx(-2.0, abs=0.3)
+    assert np.median(fwd[36:56, x + 4:x + 24][..., 0]) == pytest.approx(2.0, abs=0.3)
+    far = np.ones(bwd.shape[:2], bool)
+    far[14:80, max(0, x - 30):x + 60] = False  # the square's path and a margin around it
+    assert not bwd[far].any()
+
+
+def test_motion_tracker_state_is_the_frames_since_the_window_or_the_cut():
+    """A resume pushes the frames it skips with ``need=False``, a batch chunk starts ``motion_window`` frames
+    early: both give the flows an uninterrupted run gives. A cut forgets what came before it."""
+    from dreamvid.config import VideoParams
+
+    frames = [_footage(k, speed=(0.4, 0.0), square=1.5) for k in range(12)]
+    whole = _carried(frames)
+
+    resumed = MotionTracker(VideoParams())
+    for k, f in enumerate(frames):
+        got = resumed.push(f, need=k >= 9)
+        assert (got is None) == (k < 9)
+    assert all(np.array_equal(a, b) for a, b in zip(got, whole[-1]))
+    late = _carried(frames[11 - VideoParams().motion_window:])  # a run started motion_window frames before 11
+    assert all(np.array_equal(a, b) for a, b in zip(late[-1], whole[-1]))
+    short = _carried(frames[12 - VideoParams().motion_window:])  # one frame later: the window is not full yet
+    assert not all(np.array_equal(a, b) for a, b in zip(short[-1], whole[-1]))
+    cut = MotionTracker(VideoParams())
+    for k, f in enumerate(frames):
+        got = cut.push(f, cut=k == 6)
+        if k == 6:
+            assert got is None
+    after = _carried(frames[6:])
+    assert all(np.array_equal(a, b) for a, b in zip(got, after[-1]))
+
+
+def test_motion_tracker_hands_the_raw_estimate_to_the_measures():
+    frames = [_footage(k, square=2.0) for k in range(3)]
+    flows = _carried(frames)[-1]
+    raw = flow_pair(frames[2], frames[1])
+    assert all(np.array_equal(a, b) for a, b in zip(flows.measured, raw))
+    assert not np.array_equal(flows[0], raw[0])  # what carries the dream is not the raw estimate
+    small = _carried(frames, flow_max_side=64)[-1]  # measured on scaled-down frames: not the measures' estimate
+    assert small.measured is None and small[0].shape == (96, 128, 2)
 
 
 # -- encode -----------------------------------------------------------------------------------------------------

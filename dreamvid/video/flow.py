@@ -15,8 +15,10 @@ patterns would be tracked as motion.
 
 from __future__ import annotations
 
+import collections
 import functools
 import math
+import threading
 
 import cv2
 import numpy as np
@@ -37,6 +39,8 @@ __all__ = [
     "motion_flow",
     "warp_motion",
     "MotionTracker",
+    "Flows",
+    "global_motion",
 ]
 
 #: Names accepted by ``method``. ``"none"`` means zero motion (no motion compensation).
@@ -55,11 +59,17 @@ def _grey(image: np.ndarray) -> np.ndarray:
     raise ValueError(f"expected an image of shape (H, W) or (H, W, 3), got {image.shape}")
 
 
-@functools.cache
+_LOCAL = threading.local()
+
+
 def _dis(preset: int) -> cv2.DISOpticalFlow:
-    # One DIS object per preset, built once per process. calc() keeps no state between calls
-    # unless an initial flow is passed, so reuse across unrelated frame pairs is safe.
-    return cv2.DISOpticalFlow_create(preset)
+    # One DIS object per preset and thread (the source thread's tracker and the measure thread's measures both run
+    # flow, and a DIS object is not thread-safe: sharing one crashes). calc() keeps no state between calls unless an
+    # initial flow is passed, so reuse across unrelated frame pairs is safe.
+    cache = _LOCAL.__dict__.setdefault("dis", {})
+    if preset not in cache:
+        cache[preset] = cv2.DISOpticalFlow_create(preset)
+    return cache[preset]
 
 
 def _check_method(method: str) -> None:
@@ -429,30 +439,214 @@ def warp_motion(image: np.ndarray, m: np.ndarray, *, cubic: bool = False) -> np.
 # the motion that carries the dream
 
 
+class Flows(tuple):
+    """``(bwd, fwd)``: the flows a frame's dream is carried along, a plain pair to every consumer.
+
+    ``measured`` is the raw DIS (medium) estimate of the same two frames at their full size, ``(bwd, fwd)``, where
+    the tracker computed exactly that on its way (the render's measures use it instead of computing it again), or
+    None.
+    """
+
+    measured: tuple[np.ndarray, np.ndarray] | None
+
+    def __new__(cls, bwd: np.ndarray, fwd: np.ndarray, *, measured=None):
+        pair = super().__new__(cls, (bwd, fwd))
+        pair.measured = measured
+        return pair
+
+
+def _affine_field(m: np.ndarray, h: int, w: int) -> np.ndarray:
+    """The flow field ``m @ [x, y, 1] − [x, y]`` of a 2×3 affine map, float32 (H, W, 2)."""
+    gx, gy = _grid(h, w)
+    fx = (m[0, 0] - 1.0) * gx + m[0, 1] * gy + m[0, 2]
+    fy = m[1, 0] * gx + (m[1, 1] - 1.0) * gy + m[1, 2]
+    return cv2.merge([fx.astype(np.float32), fy.astype(np.float32)])
+
+
+def global_motion(flow: np.ndarray, *, step: int = 4) -> np.ndarray:
+    """The camera's motion in a flow field: a similarity map (shift, turn, zoom) fitted robustly (RANSAC, 0.5 px)
+    to the flow on a grid over the whole frame, so it is what most of the picture does: moving objects and the
+    flow's noise do not sway it, and where most of the picture holds still (a locked-off camera, whatever moves in
+    front of it) it is (nearly) the identity.
+
+    Parameters
+    ----------
+    flow : float32 (H, W, 2), e.g. the backward flow of frame ``t`` (a pixel ``x`` was at ``x + flow[x]``)
+    step : sample every ``step``-th pixel in both directions
+
+    Returns
+    -------
+    float64 (2, 3): ``[x, y, 1] -> x + flow`` for the camera (the identity when no fit is found)
+    """
+    h, w = flow.shape[:2]
+    eye = np.eye(3)[:2]
+    ys, xs = np.mgrid[2:h - 2:step, 2:w - 2:step]
+    ys, xs = ys.ravel(), xs.ravel()
+    if len(xs) < 12:
+        return eye
+    p = np.stack([xs, ys], 1).astype(np.float32)
+    m, _ = cv2.estimateAffinePartial2D(p, p + flow[ys, xs], method=cv2.RANSAC, ransacReprojThreshold=0.5,
+                                       maxIters=500, confidence=0.99, refineIters=10)
+    return eye if m is None else m
+
+
+#: The motion tracker's noise floors (see :class:`MotionTracker`): the camera's motion is taken as none below
+#: ``STILL_CAMERA`` px a frame, and as the window's where that is the last frame's within ``STEADY`` px (animation
+#: on twos holds every other frame: its window's mean motion is not a frame's); a pixel moves where its flow explains the footage better, by ``MOVES_BY`` grey
+#: levels (mean over a ``RESIDUAL_BOX``² box), than no motion does, in one frame or over the window; its motion
+#: then spreads ``SPREAD`` px around it; below ``FAST`` px a frame its velocity is the window's (slow motion) where
+#: that agrees with the last frame's flow (averaged over a box) within ``SLOW_AGREES`` px and a quarter of it. The
+#: camera moved only where its motion explains two thirds of the textured cells of a ``CELLS`` grid (mean gradient
+#: above ``CELL_TEXTURE`` grey levels a pixel) better than no motion, by ``CELL_VOTE`` grey levels, a sixteenth at
+#: most worse, and three of the frame's four edges.
+STILL_CAMERA = 0.04
+STEADY = 0.15
+MOVES_BY = 2.0
+RESIDUAL_BOX = 7
+SPREAD = 3
+FAST = 1.0
+SLOW_AGREES = 0.1
+CELLS = (8, 6)
+CELL_VOTE = 0.25
+CELL_TEXTURE = 1.0
+
+
+def _length(flow: np.ndarray) -> np.ndarray:
+    """|flow| per pixel, float32 (H, W): numpy's sqrt (cv2.magnitude's last bits depend on the arrays' alignment,
+    and the tracker's flows must not: a resumed render repeats them exactly)."""
+    return np.sqrt(flow[..., 0] ** 2 + flow[..., 1] ** 2)
+
+
+def _camera_moved(g: np.ndarray, ref: np.ndarray, cam: np.ndarray) -> bool:
+    """Whether the footage itself says the camera moved along ``cam`` (the backward field from ``g`` to ``ref``,
+    float32 grey frames): in two thirds of the textured cells of a ``CELLS`` grid the camera's motion explains ``g``
+    better than no motion (by ``CELL_VOTE`` grey levels), in at most a sixteenth worse, and it does so at three of
+    the frame's four edges. A pan moves every textured cell (and its flat sky with them); on a locked-off shot the
+    motion of a hand, or the flow that DIS spreads from it over a white wall, moves the cells the hand covers, not
+    the rest of the picture (flat cells show no motion either way, and are held still)."""
+    cells = (CELLS[0], CELLS[1])
+    # both frames smoothed first: a sub-pixel warp averages the noise of what it samples, which alone would make any
+    # motion look a little better than none
+    g, ref = cv2.GaussianBlur(g, (0, 0), 1.5), cv2.GaussianBlur(ref, (0, 0), 1.5)
+    grad = cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3, scale=0.125), cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3, scale=0.125)
+    textured = cv2.resize(np.abs(grad[0]) + np.abs(grad[1]), cells, interpolation=cv2.INTER_AREA) > CELL_TEXTURE
+    still = cv2.resize(cv2.absdiff(g, ref), cells, interpolation=cv2.INTER_AREA)
+    moved = cv2.resize(cv2.absdiff(g, warp(ref, cam)), cells, interpolation=cv2.INTER_AREA)
+    yes, no = (still - moved > CELL_VOTE) & textured, (moved - still > CELL_VOTE) & textured
+    n, for_it, against = int(np.count_nonzero(textured)), int(np.count_nonzero(yes)), int(np.count_nonzero(no))
+    # and it moves the picture at three of its four edges: an object moves where it is, a camera everywhere
+    edges = sum(bool(yes[side].any()) and not no[side].any()
+                for side in (np.s_[0, :], np.s_[-1, :], np.s_[:, 0], np.s_[:, -1]))
+    return n >= 4 and 3 * for_it >= 2 * n and 16 * against <= n and edges >= 3
+
+
 class MotionTracker:
     """The motion that carries a render's dream from each source frame to the next. One per run of frames.
 
-    The render's source stage pushes every source frame in order, the frames a resume skips included, so the
-    tracker's state after frame ``k`` never depends on where a run started; it returns the flows the frame's
-    dream is carried along.
+    Optical flow measured between two frames of real footage is never zero where the footage stands still: sensor
+    and compression noise give DIS a different sub-pixel flow on every frame (0.1–0.2 px, more on flat areas), and
+    a moving object drags the flow of the still background around it. A dream carried along that flow is
+    resampled by a random sub-pixel shift every frame: on a still shot it swims. So the tracker hands on a flow in
+    which what does not move does not move:
+
+    * the camera: a similarity map fitted robustly to the flow over the last ``motion_window`` frames, measured
+      directly from frame ``t`` to frame ``t − K`` so that its noise does not compound, divided by ``K`` (the
+      one-frame fit where the two disagree by ``STEADY`` px or more), and only where the footage shows it (:func:`_camera_moved`: warping
+      frame ``t − K`` along it explains frame ``t`` better across the picture, not just where an object moves);
+      none below ``STILL_CAMERA`` px a frame;
+    * the objects: where the one-frame or the window's flow explains the footage's change (its warping residual,
+      over a small box, is ``MOVES_BY`` grey levels below that of the camera's motion alone), spread by ``SPREAD``
+      px and feathered; their velocity is the one-frame flow where it is ``FAST`` px or more, else the window's
+      flow divided by ``K`` (slow motion: measured over ``K`` frames, it is ``K`` times less noisy);
+    * everything else moves with the camera, exactly.
+
+    The render's source stage pushes every source frame in order, the frames a resume skips included, and the
+    state is the last ``motion_window + 1`` frames since the last cut (grey, at the flow's size), so the flows of
+    frame ``k`` never depend on where a run started as long as it started ``motion_window`` frames before ``k``
+    (a batch chunk's warm-up) or at the cut before it.
 
     Parameters
     ----------
     video : VideoParams
-        ``flow`` (the method; ``"none"`` carries nothing) and ``flow_max_side`` are used.
+        ``flow`` (the method; ``"none"`` carries nothing), ``flow_max_side`` and ``motion_window`` (0: carry the
+        raw one-frame flow) are used.
     """
 
     def __init__(self, video) -> None:
         _check_method(video.flow)
         self.method = video.flow
         self.max_side = int(video.flow_max_side)
-        self._prev: np.ndarray | None = None
+        self.window = int(video.motion_window)
+        self._frames: collections.deque[np.ndarray] = collections.deque(maxlen=max(2, self.window + 1))
 
-    def push(self, src: np.ndarray, *, cut: bool = False, need: bool = True) -> tuple[np.ndarray, np.ndarray] | None:
-        """Add the next source frame (uint8 RGB (H, W, 3)) and return ``(bwd, fwd)`` between the frame before it
-        and it (see :func:`flow_pair`), or None: the first frame, a scene cut, ``flow = "none"``, or ``need``
-        False (a frame a resume skips: remembered, not measured)."""
-        prev, self._prev = self._prev, src
-        if prev is None or cut or not need or self.method == "none":
+    def push(self, src: np.ndarray, *, cut: bool = False, need: bool = True) -> Flows | None:
+        """Add the next source frame (uint8 RGB (H, W, 3)) and return the flows ``(bwd, fwd)`` between the frame
+        before it and it that carry the dream (float32 (H, W, 2), conventions of :func:`flow_pair`), or None: the
+        first frame, a scene cut, ``flow = "none"``, or ``need`` False (a frame a resume skips: remembered, not
+        measured)."""
+        h, w = src.shape[:2]
+        scale = self.max_side / max(h, w) if self.max_side and max(h, w) > self.max_side else 1.0
+        grey = _grey(src)
+        if scale < 1.0:
+            grey = cv2.resize(grey, (max(8, round(w * scale)), max(8, round(h * scale))), interpolation=cv2.INTER_AREA)
+        if cut:
+            self._frames.clear()
+        self._frames.append(grey)
+        if len(self._frames) < 2 or not need or self.method == "none":
             return None
-        return flow_pair(src, prev, method=self.method, max_side=self.max_side)
+        prev = self._frames[-2]
+        bwd, fwd = estimate_flow(grey, prev, method=self.method), estimate_flow(prev, grey, method=self.method)
+        measured = (bwd, fwd) if scale == 1.0 and self.method == "dis" else None
+        if self.window >= 1:
+            bwd, fwd = self._carried(grey, prev, bwd, fwd)
+        if scale < 1.0:
+            f = np.array([w / grey.shape[1], h / grey.shape[0]], np.float32)
+            bwd, fwd = (np.ascontiguousarray(cv2.resize(fl, (w, h), interpolation=cv2.INTER_LINEAR) * f, np.float32)
+                        for fl in (bwd, fwd))
+        return Flows(bwd, fwd, measured=measured)
+
+    def _carried(self, g: np.ndarray, prev: np.ndarray, bwd: np.ndarray, fwd: np.ndarray):
+        """The carried ``(bwd, fwd)`` at the flow's size from the raw one-frame pair (see the class)."""
+        h, w = g.shape
+        j = len(self._frames) - 1  # the window's length, up to motion_window frames
+        old = self._frames[0]
+        far = estimate_flow(g, old, method=self.method) if j > 1 else bwd
+        one = global_motion(bwd)
+        cam = one
+        if j > 1:
+            steady = np.eye(3)[:2] + (global_motion(far) - np.eye(3)[:2]) / j
+            if np.abs(_affine_field(steady - one + np.eye(3)[:2], h, w)).max() < STEADY:
+                cam = steady  # the same motion over the window: its fit is j times less noisy
+        cam_bwd = _affine_field(cam, h, w)
+        gf = g.astype(np.float32)
+        moved = np.abs(cam_bwd).max() >= STILL_CAMERA
+        if not moved or not _camera_moved(gf, old.astype(np.float32), cam_bwd * np.float32(j)):
+            cam, cam_bwd = np.eye(3)[:2], np.zeros_like(bwd)
+        box = (RESIDUAL_BOX, RESIDUAL_BOX)
+
+        def residual(frame, flow):
+            return cv2.blur(cv2.absdiff(gf, warp(frame.astype(np.float32), flow)), box)
+
+        moves = residual(prev, cam_bwd) - residual(prev, bwd) > MOVES_BY
+        local = bwd
+        if j > 1:
+            # slow motion: the window's flow explains the footage and agrees with the last frame's (where something
+            # passed by within the window, its flow says where that was, not how the pixel moves now)
+            slow = far * np.float32(1.0 / j)
+            near = cv2.blur(bwd, (2 * RESIDUAL_BOX + 1,) * 2)  # the last frame's flow, its noise averaged out
+            agree = _length(slow - near) < np.float32(SLOW_AGREES) + np.float32(0.25) * _length(slow)
+            moves |= (residual(old, cam_bwd * np.float32(j)) - residual(old, far) > MOVES_BY) & agree
+            fast = np.minimum(_length(bwd - cam_bwd) * np.float32(1.0 / FAST), 1.0)
+            fast = np.where(agree, fast, np.float32(1.0))[..., None]
+            local = fast * bwd + (1.0 - fast) * slow
+        mask = moves.astype(np.uint8)
+        if SPREAD > 0:
+            mask = cv2.dilate(mask, np.ones((2 * SPREAD + 1,) * 2, np.uint8))
+        mask = cv2.blur(mask.astype(np.float32), (2 * SPREAD + 1,) * 2)
+        m3 = mask[..., None]
+        out_bwd = cam_bwd + m3 * (local - cam_bwd)
+        full = np.vstack([cam, [0.0, 0.0, 1.0]])
+        cam_fwd = _affine_field(np.linalg.inv(full)[:2], h, w)
+        m_prev = warp(mask, fwd)[..., None]  # the mask seen from frame t − 1
+        out_fwd = cam_fwd + m_prev * (fwd - cam_fwd)
+        return np.ascontiguousarray(out_bwd, np.float32), np.ascontiguousarray(out_fwd, np.float32)
