@@ -25,8 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import AudioError, ConfigError, InputError, OutputError, VideoError, suggest
+from ..errors import AudioError, ConfigError, InputError, OutputError, VideoError
 from ..fsutil import atomic_output, check_input, check_output
+from ..options import X264_PRESETS, check_option
 from .decode import VideoInfo, ffmpeg_exe, ffmpeg_listing, ffmpeg_url, framecrc_packets, probe
 
 __all__ = [
@@ -63,19 +64,6 @@ _BT709 = [
 #: Sample rate of the sound track written by :func:`mux`.
 AUDIO_RATE = 44100
 
-X264_PRESETS = (
-    "ultrafast",
-    "superfast",
-    "veryfast",
-    "faster",
-    "fast",
-    "medium",
-    "slow",
-    "slower",
-    "veryslow",
-    "placebo",
-)
-
 #: The x264 crf of a piece: lossless. Each piece starts on a keyframe that rounds the picture afresh; a lossy piece's
 #: new rounding differs from where its predecessor's P-frames had drifted, and the final encode keeps that step.
 #: Measured (``benchmarks/joins.py``; a still dream of a photo with sensor noise, sigma 1, at 320 px, output crf 18):
@@ -92,13 +80,9 @@ def piece_crf(crf: int) -> int:
 
 
 def _check_x264(crf: int, preset: str) -> None:
-    if not 0 <= int(crf) <= 51:
-        raise ConfigError(f"crf {crf} is invalid: use 0 (lossless) to 51 (worst); 18 is visually lossless")
-    if preset not in X264_PRESETS:
-        raise ConfigError(
-            f"x264 preset '{preset}' is unknown{suggest(preset, X264_PRESETS)}; use one of "
-            + ", ".join(X264_PRESETS)
-        )
+    """The crf and x264 preset, by the one rule every front end uses (:func:`~dreamvid.options.check_option`)."""
+    check_option("crf", crf)
+    check_option("x264-preset", preset)
 
 
 def fps_fraction(fps: float | Fraction) -> Fraction:
