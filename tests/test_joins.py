@@ -150,7 +150,7 @@ def test_progress_bad_settings_and_a_stopped_encode(tmp_path):
 
     with pytest.raises(ConfigError, match="preset 'medum' is unknown.*medium"):
         concat(pieces, tmp_path / "bad.mp4", crf=18, preset="medum")
-    with pytest.raises(ConfigError, match="crf 52 is invalid"):
+    with pytest.raises(ConfigError, match="--crf must be from 0 to 51, got 52"):  # options.check_option, the one rule
         FrameWriter(tmp_path / "bad.mp4", fps=24, size=SIZE, crf=52, piece=True)
 
     def stop(done, total):
