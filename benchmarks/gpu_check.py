@@ -23,18 +23,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def frames_of(path: Path):
-    import cv2
-
-    cap = cv2.VideoCapture(str(path))
-    out = []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            return out
-        out.append(f)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", type=int, default=256, help="the longest side")
@@ -50,6 +38,7 @@ def main() -> None:
     from dreamvid.config import resolve
     from dreamvid.dream import Dreamer
     from dreamvid.pipeline import RenderOptions, render
+    from dreamvid.video import iter_frames
 
     cfg = resolve(preset=args.preset)
     rows = []
@@ -68,7 +57,7 @@ def main() -> None:
                        "temporal_stability": rep.get("temporal_stability"), "audio_sync": rep.get("audio_sync")}
                 print("RENDER " + json.dumps(row), flush=True)
                 rows.append(row)
-                outs[frame] = frames_of(out)
+                outs[frame] = list(iter_frames(out))
             a, b = outs[True], outs[False]
             diffs = [round(float(np.abs(x.astype(np.float32) - y.astype(np.float32)).mean()), 3) for x, y in zip(a, b)]
             change = [round(float(np.abs(x.astype(np.float32) - y.astype(np.float32)).mean()), 3) for x, y in zip(b, b[1:])]

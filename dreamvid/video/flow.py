@@ -129,18 +129,28 @@ def flow_pair(cur: np.ndarray, prev: np.ndarray, *, method: str = "dis",
         ``bwd = estimate_flow(cur, prev)``, ``fwd = estimate_flow(prev, cur)``.
     """
     h, w = cur.shape[:2]
-    if max_side and max(h, w) > max_side and method != "none":
-        f = max_side / max(h, w)
-        sw, sh = max(8, round(w * f)), max(8, round(h * f))
-        small_cur = cv2.resize(cur, (sw, sh), interpolation=cv2.INTER_AREA)
-        small_prev = cv2.resize(prev, (sw, sh), interpolation=cv2.INTER_AREA)
-        scale = np.array([w / sw, h / sh], np.float32)
-        return tuple(  # type: ignore[return-value]
-            np.ascontiguousarray(cv2.resize(fl, (w, h), interpolation=cv2.INTER_LINEAR) * scale, np.float32)
-            for fl in (estimate_flow(small_cur, small_prev, method=method),
-                       estimate_flow(small_prev, small_cur, method=method))
-        )
+    small = _flow_size(h, w, max_side)
+    if small is not None and method != "none":
+        small_cur = cv2.resize(cur, small, interpolation=cv2.INTER_AREA)
+        small_prev = cv2.resize(prev, small, interpolation=cv2.INTER_AREA)
+        return (_grown(estimate_flow(small_cur, small_prev, method=method), w, h),
+                _grown(estimate_flow(small_prev, small_cur, method=method), w, h))
     return estimate_flow(cur, prev, method=method), estimate_flow(prev, cur, method=method)
+
+
+def _flow_size(h: int, w: int, max_side: int) -> tuple[int, int] | None:
+    """The size ``(w, h)`` flow is measured at for frames of ``h`` × ``w``: scaled down to ``max_side`` on the long
+    side (at least 8 px), or None where they are no larger (or ``max_side`` is 0): measured at full size."""
+    if not max_side or max(h, w) <= max_side:
+        return None
+    f = max_side / max(h, w)
+    return max(8, round(w * f)), max(8, round(h * f))
+
+
+def _grown(flow: np.ndarray, w: int, h: int) -> np.ndarray:
+    """A flow field measured at a smaller size, resized to ``w`` × ``h`` with its vectors scaled to match."""
+    scale = np.array([w / flow.shape[1], h / flow.shape[0]], np.float32)
+    return np.ascontiguousarray(cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR) * scale, np.float32)
 
 
 @functools.lru_cache(maxsize=8)
@@ -585,10 +595,10 @@ class MotionTracker:
         first frame, a scene cut, ``flow = "none"``, or ``need`` False (a frame a resume skips: remembered, not
         measured)."""
         h, w = src.shape[:2]
-        scale = self.max_side / max(h, w) if self.max_side and max(h, w) > self.max_side else 1.0
+        small = _flow_size(h, w, self.max_side)
         grey = _grey(src)
-        if scale < 1.0:
-            grey = cv2.resize(grey, (max(8, round(w * scale)), max(8, round(h * scale))), interpolation=cv2.INTER_AREA)
+        if small is not None:
+            grey = cv2.resize(grey, small, interpolation=cv2.INTER_AREA)
         if cut:
             self._frames.clear()
         self._frames.append(grey)
@@ -596,13 +606,11 @@ class MotionTracker:
             return None
         prev = self._frames[-2]
         bwd, fwd = estimate_flow(grey, prev, method=self.method), estimate_flow(prev, grey, method=self.method)
-        measured = (bwd, fwd) if scale == 1.0 and self.method == "dis" else None
+        measured = (bwd, fwd) if small is None and self.method == "dis" else None
         if self.window >= 1:
             bwd, fwd = self._carried(grey, prev, bwd, fwd)
-        if scale < 1.0:
-            f = np.array([w / grey.shape[1], h / grey.shape[0]], np.float32)
-            bwd, fwd = (np.ascontiguousarray(cv2.resize(fl, (w, h), interpolation=cv2.INTER_LINEAR) * f, np.float32)
-                        for fl in (bwd, fwd))
+        if small is not None:
+            bwd, fwd = _grown(bwd, w, h), _grown(fwd, w, h)
         return Flows(bwd, fwd, measured=measured)
 
     def _carried(self, g: np.ndarray, prev: np.ndarray, bwd: np.ndarray, fwd: np.ndarray):
